@@ -1,0 +1,5 @@
+"""Stockpile: accountability for state weapons and ammunition."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

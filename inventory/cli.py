@@ -1,0 +1,170 @@
+"""The `inventory` command: the same use cases as the API, from the server's shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.orm import Session
+
+from . import demo as demo_setup
+from . import logs
+from .db import migrate
+from .db.engine import make_engine, make_session_factory
+from .domain.actors import operator
+from .services import audit_log, tokens
+from .services.unit_of_work import Context, UnitOfWork, run_write
+from .settings import Settings
+
+T = TypeVar("T")
+
+
+@click.group()
+def main() -> None:
+    """Stockpile: accountability for state weapons and ammunition."""
+    logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "WARNING"))
+
+
+@contextmanager
+def open_session(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.database_url)
+    session = make_session_factory(engine)()
+    try:
+        yield session
+    finally:
+        session.close()
+        engine.dispose()
+
+
+def run_as_operator(
+    settings: Settings, use_case: Callable[[UnitOfWork], T], present: Callable[[T, UnitOfWork], Any]
+) -> Any:
+    with open_session(settings) as session:
+        context = Context(actor=operator(os.environ.get("USER", "cli")), settings=settings)
+        return run_write(session, context, use_case, present).body
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the API with gunicorn."""
+    gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+    os.execv(
+        gunicorn,
+        [
+            gunicorn,
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            str(workers),
+            "inventory:create_app()",
+        ],
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to the newest schema (creates a SQLite file if needed)."""
+    settings = Settings.from_env()
+    if settings.database_url.startswith("sqlite:///"):
+        os.makedirs(
+            os.path.dirname(settings.database_url.removeprefix("sqlite:///")) or ".", exist_ok=True
+        )
+    migrate.upgrade(settings.database_url, revision)
+    click.echo(f"database at {revision}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail if the models and the migrated schema have drifted apart."""
+    migrate.check(Settings.from_env().database_url)
+    click.echo("no drift")
+
+
+@main.group("tokens")
+def tokens_group() -> None:
+    """API tokens."""
+
+
+@tokens_group.command("create")
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(["admin", "clerk", "auditor", "monitor"]))
+@click.option("--depot", "depots", multiple=True, help="depot code (clerks); repeat for several")
+@click.option("--json", "as_json", is_flag=True, help="print the token as JSON")
+def tokens_create(name: str, role: str, depots: tuple[str, ...], as_json: bool) -> None:
+    """Issue a token and print its secret (shown only now)."""
+    body = run_as_operator(
+        Settings.from_env(),
+        lambda uow: tokens.create_token(uow, name, role, list(depots)),
+        lambda issued, _uow: {
+            "id": str(issued.token.id),
+            "name": name,
+            "role": role,
+            "depots": list(depots),
+            "token": issued.secret,
+        },
+    )
+    click.echo(json.dumps(body) if as_json else body["token"])
+
+
+@main.group()
+def demo() -> None:
+    """The local demo instance."""
+
+
+@demo.command("prepare")
+def demo_prepare() -> None:
+    """On first start, make the demo data and tokens; print the tokens to try the API with."""
+    settings = Settings.from_env()
+    with open_session(settings) as session:
+        issued = demo_setup.prepare(session, settings)
+    click.echo("\nStockpile is starting on http://127.0.0.1:8000 (docs: /api/v1/docs)")
+    click.echo("Tokens to try it with (Authorization: Bearer <token>):")
+    for role, secret in issued.items():
+        click.echo(f"  {role:8} {secret}")
+    click.echo(
+        f"  e.g. curl -H 'Authorization: Bearer {issued['admin']}' "
+        "http://127.0.0.1:8000/api/v1/depots\n"
+    )
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 0 if it verifies, 1 naming the first bad record if not."""
+    with open_session(Settings.from_env()) as session:
+        total = audit_log.length(session)
+        with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
+            verdict = audit_log.verify(session, progress=bar.update)
+    if verdict.ok:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "length": verdict.length,
+                    "head": {"seq": verdict.head_seq, "hash": verdict.head_hash},
+                }
+            )
+        )
+        return
+    click.echo(
+        json.dumps({"ok": False, "first_bad_seq": verdict.first_bad_seq, "reason": verdict.reason})
+    )
+    sys.exit(1)

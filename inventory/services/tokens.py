@@ -1,0 +1,82 @@
+"""Issuing, checking and revoking API tokens. A secret is shown once and kept only hashed."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import Holder, Token
+from ..domain.actors import Actor, Role
+from .errors import Invalid, NotFound
+from .unit_of_work import UnitOfWork
+
+SECRET_PREFIX = "stk_"
+
+
+def _digest(secret: str) -> str:
+    # Secrets are 256 random bits, so a plain SHA-256 is as strong as a slow hash here.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: Token
+    secret: str
+
+
+def create_token(uow: UnitOfWork, name: str, role: str, depots: list[str]) -> IssuedToken:
+    """Issue a token; clerks must be scoped to at least one depot, other roles to none."""
+    role_ = Role(role)
+    if role_ is Role.CLERK and not depots:
+        raise Invalid("a clerk token needs at least one depot", field="depots")
+    if role_ is not Role.CLERK and depots:
+        raise Invalid(f"a {role} token is not scoped to depots; leave depots out", field="depots")
+    holders = []
+    for code in depots:
+        depot = uow.session.scalar(
+            select(Holder).where(Holder.kind == "depot", Holder.code == code)
+        )
+        if depot is None:
+            raise Invalid(f"unknown depot {code!r}", field="depots")
+        holders.append(depot)
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    token = Token(
+        id=uuid.uuid4(),
+        name=name,
+        role=str(role_),
+        secret_sha256=_digest(secret),
+        created_at=uow.now,
+        created_by=uow.actor.name,
+        depots=holders,
+    )
+    uow.session.add(token)
+    uow.record("token.create", f"token:{token.id}", {"name": name, "role": role, "depots": depots})
+    return IssuedToken(token, secret)
+
+
+def revoke_token(uow: UnitOfWork, token_id: uuid.UUID) -> Token:
+    token = uow.session.get(Token, token_id)
+    if token is None:
+        raise NotFound(f"no token {token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = uow.now
+    uow.record("token.revoke", f"token:{token.id}", {"name": token.name})
+    return token
+
+
+def authenticate(session: Session, secret: str) -> Actor | None:
+    """The actor a presented secret stands for, or None if it is unknown or revoked."""
+    token = session.scalar(select(Token).where(Token.secret_sha256 == _digest(secret)))
+    if token is None or token.revoked_at is not None:
+        return None
+    return Actor(
+        name=token.name,
+        role=Role(token.role),
+        depots=frozenset(d.code for d in token.depots),
+        token_id=token.id,
+    )
