@@ -17,7 +17,7 @@ from . import logs
 from .db import migrate
 from .db.engine import make_engine, make_session_factory
 from .domain.actors import operator
-from .services import audit_log, tokens
+from .services import audit_log, projection, tokens
 from .services.unit_of_work import Context, UnitOfWork, run_write
 from .settings import Settings
 
@@ -118,6 +118,30 @@ def tokens_create(name: str, role: str, depots: tuple[str, ...], as_json: bool) 
         },
     )
     click.echo(json.dumps(body) if as_json else body["token"])
+
+
+@main.group()
+def ledger() -> None:
+    """The custody ledger."""
+
+
+@ledger.command("rebuild")
+@click.option("--check", "check_only", is_flag=True, help="compare only; exit 1 on differences")
+def ledger_rebuild(check_only: bool) -> None:
+    """Recompute current holdings from the ledger: compare them, or replace them."""
+    settings = Settings.from_env()
+    if check_only:
+        with open_session(settings) as session:
+            differences = projection.check(session)
+        for difference in differences[:100]:
+            click.echo(
+                f"{difference.subject}: ledger says {difference.ledger}, "
+                f"holdings say {difference.projection}"
+            )
+        click.echo(f"{len(differences)} differences between the ledger and current holdings")
+        sys.exit(1 if differences else 0)
+    repaired = run_as_operator(settings, projection.rebuild, lambda count, _uow: count)
+    click.echo(f"holdings rebuilt from the ledger; {repaired} differences repaired")
 
 
 @main.group()

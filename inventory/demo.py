@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -16,6 +17,10 @@ from .services.unit_of_work import Context, run_write
 from .settings import Settings
 
 DEMO_DEPOT = "D-NORTH"
+
+
+def _secret(issued: tokens.IssuedToken, _uow: object) -> str:
+    return issued.secret
 
 
 def prepare(session: Session, settings: Settings) -> dict[str, str]:
@@ -34,15 +39,13 @@ def prepare(session: Session, settings: Settings) -> dict[str, str]:
         )
     issued: dict[str, str] = {}
     for role in Role:
-        depots = [DEMO_DEPOT] if role is Role.CLERK else []
-        issued[str(role)] = run_write(
-            session,
-            context,
-            lambda uow, role=role, depots=depots: tokens.create_token(
-                uow, f"demo {role}", str(role), depots
-            ),
-            lambda token, _uow: token.secret,
-        ).body
+        issue = partial(
+            tokens.create_token,
+            name=f"demo {role}",
+            role=str(role),
+            depots=[DEMO_DEPOT] if role is Role.CLERK else [],
+        )
+        issued[str(role)] = run_write(session, context, issue, _secret).body
     saved.parent.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps(issued, indent=2))
     os.chmod(saved, 0o600)

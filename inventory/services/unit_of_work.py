@@ -134,12 +134,17 @@ def run_write(
                 _remember(session, idempotency, status, body, uow.now)
             session.commit()
             return Outcome(status, body)
-        except IntegrityError:
+        except IntegrityError as error:
             session.rollback()
             if idempotency is not None and (earlier := _remembered(session, idempotency)):
                 session.rollback()
                 return earlier  # a concurrent request with the same key committed first
-            raise
+            # The checks passed but a constraint did not: a concurrent request changed the books.
+            log.warning("integrity error turned into a conflict: %s", error.orig)
+            raise Conflict(
+                "the books changed while this request was being posted (a concurrent request "
+                "registered or moved the same items); read the current state and retry"
+            ) from error
         except DBAPIError as error:
             session.rollback()
             sqlstate = getattr(error.orig, "sqlstate", None)

@@ -2,6 +2,7 @@
 
 from .audit import AuditCheckpoint, AuditHead, AuditRecord
 from .idempotency import IdempotentResponse
+from .ledger import Lot, LotHolding, Movement, MovementLine, Weapon, WeaponHolding
 from .reference import Holder, ItemType
 from .tokens import Token, TokenDepot
 
@@ -12,6 +13,12 @@ __all__ = [
     "Holder",
     "IdempotentResponse",
     "ItemType",
+    "Lot",
+    "LotHolding",
+    "Movement",
+    "MovementLine",
     "Token",
     "TokenDepot",
+    "Weapon",
+    "WeaponHolding",
 ]

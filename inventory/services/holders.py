@@ -1,0 +1,51 @@
+"""Holders as the API writes them (`kind:code`), and the depot that answers for each."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import Holder
+from ..db.models.reference import HOLDER_KINDS
+from .errors import Invalid, NotFound
+
+SYSTEM_CODES = {"lost": "LOST", "expended": "EXPENDED", "destroyed": "DESTROYED"}
+
+
+def parse_ref(ref: str, field: str) -> tuple[str, str]:
+    kind, sep, code = ref.partition(":")
+    if kind in SYSTEM_CODES and not sep:
+        return kind, SYSTEM_CODES[kind]
+    if not sep or kind not in HOLDER_KINDS or not code:
+        raise Invalid(
+            f"{ref!r} is not a holder; write kind:code, e.g. depot:D-NORTH or unit:3-BDE",
+            field=field,
+        )
+    return kind, code
+
+
+def resolve(session: Session, ref: str, field: str) -> Holder:
+    """The holder `ref` names, or a 422 naming `field` if there is none."""
+    kind, code = parse_ref(ref, field)
+    holder = session.scalar(select(Holder).where(Holder.kind == kind, Holder.code == code))
+    if holder is None:
+        raise Invalid(f"unknown holder {kind}:{code}", field=field)
+    return holder
+
+
+def lookup(session: Session, ref: str) -> Holder:
+    """The holder `ref` names, or 404 (for holders named in a URL or query)."""
+    kind, code = parse_ref(ref, "holder")
+    holder = session.scalar(select(Holder).where(Holder.kind == kind, Holder.code == code))
+    if holder is None:
+        raise NotFound(f"no holder {kind}:{code}")
+    return holder
+
+
+def depot_of(holder: Holder) -> str | None:
+    """The depot that answers for stock at `holder`: itself, or a unit's home depot."""
+    if holder.kind == "depot":
+        return holder.code
+    if holder.kind == "unit" and holder.home_depot is not None:
+        return holder.home_depot.code
+    return None

@@ -1,0 +1,596 @@
+"""Posting movements to the custody ledger.
+
+One movement is one transaction: the journal entry and its lines, new registrations, and the
+current-holdings projection move together. Rows are locked in a fixed order (weapons by id, then
+lot balances by lot and holder) after any missing zero balance rows are inserted, so concurrent
+movements either queue or deadlock-and-retry, and never both take the same weapon.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from ..db.models import (
+    Holder,
+    ItemType,
+    Lot,
+    LotHolding,
+    Movement,
+    MovementLine,
+    Weapon,
+    WeaponHolding,
+)
+from ..domain.actors import Role
+from ..domain.movements import (
+    IMPLIED_DESTINATION,
+    RULES,
+    TRANSFER_KINDS,
+    Kind,
+    Rule,
+    is_future,
+    is_late,
+)
+from . import holders
+from .errors import Conflict, Forbidden, Invalid
+from .lines import (
+    BATCH,
+    Line,
+    LineErrors,
+    LotRef,
+    LotRegistration,
+    LotRow,
+    WeaponRef,
+    WeaponRegistration,
+    WeaponRow,
+    existing_weapons,
+    item_types_by_code,
+    lots_by_identity,
+    resolve_lots,
+    resolve_weapons,
+)
+from .unit_of_work import UnitOfWork
+
+_LOT_HOLDINGS: Table = LotHolding.__table__  # type: ignore[assignment]
+_WEAPON_HOLDINGS: Table = WeaponHolding.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class MovementRequest:
+    kind: Kind
+    occurred_at: datetime
+    lines: list[Line]
+    source: str | None = None
+    destination: str | None = None
+    document_ref: str | None = None
+    due_back_at: datetime | None = None
+    case_ref: str | None = None
+    reason: str | None = None
+    certificate_ref: str | None = None
+    reverses: uuid.UUID | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PostedLine:
+    line_no: int
+    quantity: int
+    weapon: WeaponRow | None = None
+    lot: LotRow | None = None
+    registers: bool = False
+
+
+@dataclass
+class PostedMovement:
+    movement: Movement
+    lines: list[PostedLine]
+    audit_seq: int | None = None
+
+
+@dataclass
+class Plan:
+    """What a movement will do, worked out and checked before anything is written."""
+
+    lines: list[PostedLine] = field(default_factory=list)
+    moving_weapons: list[tuple[int, WeaponRow]] = field(default_factory=list)
+    new_weapons: list[dict[str, Any]] = field(default_factory=list)
+    new_lots: list[dict[str, Any]] = field(default_factory=list)
+    lot_debits: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
+    lot_credits: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
+    lot_labels: dict[uuid.UUID, tuple[int, LotRow]] = field(default_factory=dict)
+
+
+def post_movement(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
+    """Post a receipt, issue, return, loss, recovery, expenditure, destruction or reversal."""
+    if request.kind in TRANSFER_KINDS:
+        raise Invalid(f"{request.kind} is posted through /api/v1/transfers", field="kind")
+    if request.kind is Kind.REVERSAL:
+        return _post_reversal(uow, request)
+    rule = RULES[request.kind]
+    session = uow.session
+    if request.source is None:
+        raise Invalid(f"a {request.kind} needs `from`", field="from")
+    source = holders.resolve(session, request.source, "from")
+    destination_ref = request.destination or IMPLIED_DESTINATION.get(request.kind)
+    if destination_ref is None:
+        raise Invalid(f"a {request.kind} needs `to`", field="to")
+    destination = holders.resolve(session, destination_ref, "to")
+    _check_holders(rule, request.kind, source, destination)
+    _check_required(rule, request)
+    _check_scope(uow, rule, source, destination)
+    _check_times(uow, request)
+    plan = _plan(session, rule, request)
+    return _record(uow, request, source, destination, plan)
+
+
+def _check_holders(rule: Rule, kind: Kind, source: Holder, destination: Holder) -> None:
+    if source.kind not in rule.sources:
+        allowed = " or ".join(sorted(rule.sources))
+        raise Invalid(f"a {kind} moves stock from a {allowed}, not {source.ref}", field="from")
+    if destination.kind not in rule.destinations:
+        allowed = " or ".join(sorted(rule.destinations))
+        raise Invalid(f"a {kind} moves stock to a {allowed}, not {destination.ref}", field="to")
+
+
+def _check_required(rule: Rule, request: MovementRequest) -> None:
+    errors = {
+        name: [f"a {request.kind} requires {name}"]
+        for name in rule.requires
+        if getattr(request, name) in (None, "")
+    }
+    if request.kind is Kind.ISSUE and request.due_back_at is not None:
+        if request.due_back_at <= request.occurred_at:
+            errors["due_back_at"] = ["due_back_at must be after occurred_at"]
+    if errors:
+        raise Invalid("; ".join(m[0] for m in errors.values()), errors=errors)
+
+
+def _check_scope(uow: UnitOfWork, rule: Rule, source: Holder, destination: Holder) -> None:
+    actor = uow.actor
+    if actor.role is Role.ADMIN:
+        return
+    side = source if rule.responsible == "source" else destination
+    depot = holders.depot_of(side)
+    if actor.role is not Role.CLERK or depot is None or depot not in actor.depots:
+        raise Forbidden(
+            f"{side.ref} answers to depot {depot or '(none)'}, which is not one of your depots "
+            f"({', '.join(sorted(actor.depots)) or 'none'})"
+        )
+
+
+def _check_times(uow: UnitOfWork, request: MovementRequest) -> None:
+    if is_future(request.occurred_at, uow.now):
+        raise Invalid(
+            f"occurred_at {request.occurred_at.isoformat()} is in the future "
+            f"(server time {uow.now.isoformat()})",
+            field="occurred_at",
+        )
+
+
+def _plan(session: Session, rule: Rule, request: MovementRequest) -> Plan:
+    """Resolve and check every line; raise 422 for bad lines and 409 for lines the books refuse."""
+    errors, conflicts = LineErrors(), LineErrors()
+    weapon_regs: list[tuple[int, WeaponRegistration]] = []
+    weapon_refs: list[tuple[int, WeaponRef]] = []
+    lot_regs: list[tuple[int, LotRegistration]] = []
+    lot_refs: list[tuple[int, LotRef]] = []
+    for line_no, line in enumerate(request.lines):
+        if isinstance(line, WeaponRegistration | LotRegistration) and not rule.registers:
+            errors.add(
+                line_no,
+                f"a {request.kind} moves registered items; give weapon_id/serial "
+                "or lot_id/lot_number",
+            )
+        elif isinstance(line, WeaponRef | LotRef) and request.kind is Kind.RECEIPT:
+            errors.add(line_no, "a receipt registers what arrived: give `weapon` or `lot`")
+        elif isinstance(line, WeaponRegistration | WeaponRef) and rule.ammunition_only:
+            errors.add(line_no, f"a {request.kind} is for ammunition only")
+        elif isinstance(line, WeaponRegistration):
+            weapon_regs.append((line_no, line))
+        elif isinstance(line, WeaponRef):
+            weapon_refs.append((line_no, line))
+        elif isinstance(line, LotRegistration):
+            lot_regs.append((line_no, line))
+        else:
+            lot_refs.append((line_no, line))
+    types = item_types_by_code(
+        session, {r.item_type for _, r in weapon_regs} | {r.item_type for _, r in lot_regs}
+    )
+    plan = Plan()
+    _plan_weapon_registrations(session, request, weapon_regs, types, plan, errors, conflicts)
+    _plan_lot_registrations(session, lot_regs, types, plan, errors)
+    _plan_weapon_moves(session, weapon_refs, plan, errors)
+    _plan_lot_moves(session, lot_refs, plan, errors)
+    errors.raise_if_any(Invalid)
+    conflicts.raise_if_any(Conflict)
+    plan.lines.sort(key=lambda line: line.line_no)
+    return plan
+
+
+def _plan_weapon_registrations(
+    session: Session,
+    request: MovementRequest,
+    regs: list[tuple[int, WeaponRegistration]],
+    types: dict[str, Any],
+    plan: Plan,
+    errors: LineErrors,
+    conflicts: LineErrors,
+) -> None:
+    type_ids = {code: item_type.id for code, item_type in types.items()}
+    already = existing_weapons(session, regs, type_ids)
+    seen: dict[tuple[str, int, str], int] = {}
+    default_origin = "procured" if request.kind is Kind.RECEIPT else "recovered"
+    for line_no, reg in regs:
+        item_type = types.get(reg.item_type)
+        if item_type is None or item_type.category != "weapon":
+            errors.add(line_no, f"{reg.item_type!r} is not a weapon item type")
+            continue
+        serial = reg.serial or registry_serial()
+        identity = (reg.manufacturer, item_type.id, serial)
+        row = WeaponRow(uuid.uuid4(), serial, reg.manufacturer, reg.item_type)
+        if identity in already:
+            conflicts.add(line_no, f"{row.label} is already registered")
+        elif identity in seen:
+            errors.add(line_no, f"{row.label} is also on line {seen[identity]}")
+        seen[identity] = line_no
+        plan.new_weapons.append(
+            {
+                "id": row.id,
+                "item_type_id": item_type.id,
+                "manufacturer": reg.manufacturer,
+                "serial": serial,
+                "marking_status": reg.marking_status,
+                "origin": reg.origin or default_origin,
+                "year_of_manufacture": reg.year_of_manufacture,
+                "country_of_manufacture": reg.country_of_manufacture,
+                "import_marks": reg.import_marks,
+            }
+        )
+        plan.lines.append(PostedLine(line_no, 1, weapon=row, registers=True))
+
+
+def registry_serial() -> str:
+    """The serial the registry gives a weapon whose own serial is obliterated."""
+    return f"REG-{uuid.uuid4().hex[:12].upper()}"
+
+
+def _plan_lot_registrations(
+    session: Session,
+    regs: list[tuple[int, LotRegistration]],
+    types: dict[str, Any],
+    plan: Plan,
+    errors: LineErrors,
+) -> None:
+    type_ids = {code: item_type.id for code, item_type in types.items()}
+    known = lots_by_identity(session, regs, type_ids)
+    for line_no, reg in regs:
+        item_type = types.get(reg.item_type)
+        if item_type is None or item_type.category != "ammunition":
+            errors.add(line_no, f"{reg.item_type!r} is not an ammunition item type")
+            continue
+        key = (item_type.id, reg.lot_number)
+        lot = known.get(key)
+        if lot is None:  # a new lot; a second line for it in this receipt tops it up
+            lot = LotRow(
+                uuid.uuid4(),
+                reg.lot_number,
+                reg.item_type,
+                reg.manufacturer,
+                reg.year_of_manufacture,
+            )
+            known[key] = lot
+            plan.new_lots.append(
+                {
+                    "id": lot.id,
+                    "item_type_id": item_type.id,
+                    "lot_number": reg.lot_number,
+                    "manufacturer": reg.manufacturer,
+                    "year_of_manufacture": reg.year_of_manufacture,
+                }
+            )
+        elif reg.manufacturer and lot.manufacturer and reg.manufacturer != lot.manufacturer:
+            errors.add(
+                line_no,
+                f"{lot.label} is registered as made by {lot.manufacturer}, not {reg.manufacturer}",
+            )
+            continue
+        plan.lot_credits[lot.id] += reg.quantity
+        plan.lines.append(PostedLine(line_no, reg.quantity, lot=lot, registers=True))
+
+
+def _plan_weapon_moves(
+    session: Session, refs: list[tuple[int, WeaponRef]], plan: Plan, errors: LineErrors
+) -> None:
+    resolved = resolve_weapons(session, refs, errors)
+    first_line: dict[uuid.UUID, int] = {}
+    for line_no, row in resolved.items():
+        if row.category != "weapon":
+            errors.add(line_no, f"{row.item_type} is not a weapon type")
+        elif row.id in first_line:
+            errors.add(line_no, f"{row.label} is also on line {first_line[row.id]}")
+        else:
+            first_line[row.id] = line_no
+            plan.moving_weapons.append((line_no, row))
+            plan.lines.append(PostedLine(line_no, 1, weapon=row))
+
+
+def _plan_lot_moves(
+    session: Session, refs: list[tuple[int, LotRef]], plan: Plan, errors: LineErrors
+) -> None:
+    quantities = {line_no: ref.quantity for line_no, ref in refs}
+    for line_no, lot in resolve_lots(session, refs, errors).items():
+        quantity = quantities[line_no]
+        plan.lot_debits[lot.id] += quantity
+        plan.lot_credits[lot.id] += quantity
+        plan.lot_labels.setdefault(lot.id, (line_no, lot))
+        plan.lines.append(PostedLine(line_no, quantity, lot=lot))
+
+
+def _record(
+    uow: UnitOfWork,
+    request: MovementRequest,
+    source: Holder,
+    destination: Holder,
+    plan: Plan,
+    *,
+    reverses: uuid.UUID | None = None,
+    transfer_id: uuid.UUID | None = None,
+) -> PostedMovement:
+    session = uow.session
+    movement = Movement(
+        id=uuid.uuid4(),
+        kind=str(request.kind),
+        from_holder_id=source.id,
+        to_holder_id=destination.id,
+        occurred_at=request.occurred_at,
+        recorded_at=uow.now,
+        actor=uow.actor.name,
+        document_ref=request.document_ref,
+        due_back_at=request.due_back_at,
+        case_ref=request.case_ref,
+        reason=request.reason,
+        certificate_ref=request.certificate_ref,
+        note=request.note,
+        reverses=reverses,
+        transfer_id=transfer_id,
+        late_entry=is_late(request.occurred_at, uow.now, uow.settings.late_entry_window),
+    )
+    movement.from_holder, movement.to_holder = source, destination
+    session.add(movement)
+    session.flush()
+    seq = movement.seq
+
+    if plan.new_weapons:
+        session.execute(insert(Weapon), [{**w, "registered_by": seq} for w in plan.new_weapons])
+        session.execute(
+            insert(WeaponHolding),
+            [
+                {"weapon_id": w["id"], "holder_id": destination.id, "movement_seq": seq}
+                for w in plan.new_weapons
+            ],
+        )
+    if plan.moving_weapons:
+        move_weapons(session, plan.moving_weapons, source, destination, seq)
+    if plan.new_lots:
+        session.execute(insert(Lot), [{**lot, "registered_by": seq} for lot in plan.new_lots])
+    if plan.lot_credits:
+        move_lots(session, plan, source, destination)
+    session.execute(
+        insert(MovementLine),
+        [
+            {
+                "movement_seq": seq,
+                "line_no": line.line_no,
+                "quantity": line.quantity,
+                "registers": line.registers,
+                "weapon_id": line.weapon.id if line.weapon else None,
+                "lot_id": line.lot.id if line.lot else None,
+            }
+            for line in plan.lines
+        ],
+    )
+    uow.record(
+        f"movement.{request.kind}",
+        f"movement:{movement.id}",
+        _audit_changes(movement, source, destination, plan),
+    )
+    return PostedMovement(movement, plan.lines)
+
+
+def move_weapons(
+    session: Session,
+    moving: list[tuple[int, WeaponRow]],
+    source: Holder,
+    destination: Holder,
+    seq: int,
+) -> None:
+    """Move weapons that `source` must hold now; 409 naming every one held elsewhere."""
+    line_of = {row.id: (line_no, row) for line_no, row in moving}
+    ids = sorted(line_of)
+    held: dict[uuid.UUID, int] = {}
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        rows = session.execute(
+            select(_WEAPON_HOLDINGS.c.weapon_id, _WEAPON_HOLDINGS.c.holder_id)
+            .where(_WEAPON_HOLDINGS.c.weapon_id.in_(chunk))
+            .order_by(_WEAPON_HOLDINGS.c.weapon_id)
+            .with_for_update()
+        )
+        held.update((weapon_id, holder_id) for weapon_id, holder_id in rows)
+    elsewhere = {wid: hid for wid in ids if (hid := held[wid]) != source.id}
+    if elsewhere:
+        refs = _holder_refs(session, set(elsewhere.values()))
+        conflicts = LineErrors()
+        for wid, hid in sorted(elsewhere.items(), key=lambda item: line_of[item[0]][0]):
+            line_no, row = line_of[wid]
+            conflicts.add(line_no, f"{row.label} is held by {refs[hid]}, not {source.ref}")
+        conflicts.raise_if_any(Conflict)
+    for start in range(0, len(ids), BATCH):
+        session.execute(
+            update(_WEAPON_HOLDINGS)
+            .where(_WEAPON_HOLDINGS.c.weapon_id.in_(ids[start : start + BATCH]))
+            .values(holder_id=destination.id, movement_seq=seq)
+        )
+
+
+def move_lots(session: Session, plan: Plan, source: Holder, destination: Holder) -> None:
+    """Debit `source` and credit `destination` per lot; 409 if any balance would go negative."""
+    deltas: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
+    for lot_id, quantity in plan.lot_debits.items():
+        deltas[(lot_id, source.id)] -= quantity
+    for lot_id, quantity in plan.lot_credits.items():
+        deltas[(lot_id, destination.id)] += quantity
+    keys = sorted(deltas, key=lambda k: (str(k[0]), k[1]))
+    dialect = session.get_bind().dialect.name
+    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_LOT_HOLDINGS)
+    session.execute(
+        upsert.on_conflict_do_nothing(),
+        [{"lot_id": lot_id, "holder_id": holder_id, "quantity": 0} for lot_id, holder_id in keys],
+    )
+    balances = dict(
+        ((lot_id, holder_id), quantity)
+        for lot_id, holder_id, quantity in session.execute(
+            select(_LOT_HOLDINGS.c.lot_id, _LOT_HOLDINGS.c.holder_id, _LOT_HOLDINGS.c.quantity)
+            .where(tuple_(_LOT_HOLDINGS.c.lot_id, _LOT_HOLDINGS.c.holder_id).in_(keys))
+            .order_by(_LOT_HOLDINGS.c.lot_id, _LOT_HOLDINGS.c.holder_id)
+            .with_for_update()
+        )
+    )
+    conflicts = LineErrors()
+    for (lot_id, holder_id), delta in deltas.items():
+        if balances[(lot_id, holder_id)] + delta < 0:
+            line_no, lot = plan.lot_labels[lot_id]
+            conflicts.add(
+                line_no,
+                f"{source.ref} holds {balances[(lot_id, holder_id)]} rounds "
+                f"of {lot.label}, not {-delta}",
+            )
+    conflicts.raise_if_any(Conflict)
+    session.execute(
+        update(_LOT_HOLDINGS)
+        .where(
+            _LOT_HOLDINGS.c.lot_id == bindparam("b_lot"),
+            _LOT_HOLDINGS.c.holder_id == bindparam("b_holder"),
+        )
+        .values(quantity=_LOT_HOLDINGS.c.quantity + bindparam("b_delta")),
+        [
+            {"b_lot": lot_id, "b_holder": holder_id, "b_delta": deltas[(lot_id, holder_id)]}
+            for lot_id, holder_id in keys
+            if deltas[(lot_id, holder_id)]
+        ],
+    )
+
+
+def _holder_refs(session: Session, ids: set[int]) -> dict[int, str]:
+    rows = session.execute(select(Holder.id, Holder.kind, Holder.code).where(Holder.id.in_(ids)))
+    return {hid: f"{kind}:{code}" for hid, kind, code in rows}
+
+
+def _post_reversal(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
+    session = uow.session
+    if request.reverses is None:
+        raise Invalid("a reversal names the movement it reverses", field="reverses")
+    if not request.reason:
+        raise Invalid("a reversal needs a reason", field="reason")
+    if request.lines:
+        raise Invalid("a reversal mirrors the original's lines; leave lines empty", field="lines")
+    original = session.scalar(select(Movement).where(Movement.id == request.reverses))
+    if original is None:
+        raise Invalid(f"no movement {request.reverses}", field="reverses")
+    kind = Kind(original.kind)
+    if kind is Kind.REVERSAL or kind in TRANSFER_KINDS:
+        raise Conflict(f"a {kind} cannot be reversed; post the correcting movement instead")
+    reversed_by = session.scalar(select(Movement.id).where(Movement.reverses == original.id))
+    if reversed_by is not None:
+        raise Conflict(f"movement {original.id} was already reversed by {reversed_by}")
+    source, destination = original.to_holder, original.from_holder
+    rule = RULES[kind]
+    mirrored_side = "destination" if rule.responsible == "source" else "source"
+    _check_scope(uow, Rule(rule.sources, rule.destinations, mirrored_side), source, destination)
+    _check_times(uow, request)
+    plan = Plan()
+    for line_no, line in enumerate(movement_lines(session, original.seq)):
+        plan.lines.append(PostedLine(line_no, line.quantity, weapon=line.weapon, lot=line.lot))
+        if line.weapon is not None:
+            plan.moving_weapons.append((line_no, line.weapon))
+        elif line.lot is not None:
+            plan.lot_debits[line.lot.id] += line.quantity
+            plan.lot_credits[line.lot.id] += line.quantity
+            plan.lot_labels.setdefault(line.lot.id, (line_no, line.lot))
+    return _record(uow, request, source, destination, plan, reverses=original.id)
+
+
+def movement_lines(session: Session, seq: int) -> list[PostedLine]:
+    """The lines of the movement numbered `seq`, with what they name, in line order."""
+    weapon_type, lot_type = aliased(ItemType), aliased(ItemType)
+    rows = session.execute(
+        select(
+            MovementLine.line_no,
+            MovementLine.quantity,
+            MovementLine.registers,
+            Weapon.id,
+            Weapon.serial,
+            Weapon.manufacturer,
+            weapon_type.code,
+            Lot.id,
+            Lot.lot_number,
+            lot_type.code,
+        )
+        .outerjoin(Weapon, MovementLine.weapon_id == Weapon.id)
+        .outerjoin(weapon_type, Weapon.item_type_id == weapon_type.id)
+        .outerjoin(Lot, MovementLine.lot_id == Lot.id)
+        .outerjoin(lot_type, Lot.item_type_id == lot_type.id)
+        .where(MovementLine.movement_seq == seq)
+        .order_by(MovementLine.line_no)
+    )
+    return [
+        PostedLine(
+            line_no,
+            quantity,
+            weapon=WeaponRow(wid, serial, maker, wtype) if wid is not None else None,
+            lot=LotRow(lid, number, ltype) if lid is not None else None,
+            registers=registers,
+        )
+        for line_no, quantity, registers, wid, serial, maker, wtype, lid, number, ltype in rows
+    ]
+
+
+def _audit_changes(
+    movement: Movement, source: Holder, destination: Holder, plan: Plan
+) -> dict[str, Any]:
+    return {
+        "movement": movement.id,
+        "kind": movement.kind,
+        "from": source.ref,
+        "to": destination.ref,
+        "occurred_at": movement.occurred_at,
+        "document_ref": movement.document_ref,
+        "due_back_at": movement.due_back_at,
+        "case_ref": movement.case_ref,
+        "reason": movement.reason,
+        "certificate_ref": movement.certificate_ref,
+        "reverses": movement.reverses,
+        "transfer": movement.transfer_id,
+        "late_entry": movement.late_entry,
+        "lines": [
+            [
+                line.line_no,
+                "weapon",
+                line.weapon.id,
+                line.weapon.item_type,
+                line.weapon.manufacturer,
+                line.weapon.serial,
+            ]
+            if line.weapon
+            else [line.line_no, "lot", line.lot.id if line.lot else None, line.quantity]
+            for line in plan.lines
+        ],
+        "registered_lots": [[lot["id"], lot["lot_number"]] for lot in plan.new_lots],
+    }
