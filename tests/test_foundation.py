@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+from inventory import create_app
 from inventory.api.auth import PUBLIC_ENDPOINTS
 from inventory.db import migrate
 
-from .conftest import Api, unique
+from .conftest import Api, make_settings, unique
 
 PROBLEM = "application/problem+json"
 
@@ -199,3 +207,50 @@ def test_openapi_and_docs_are_served_without_a_cdn(client: FlaskClient) -> None:
     asset = client.get("/api/v1/docs/assets/swagger-ui-bundle.js")
     asset.close()
     assert asset.status_code == 200
+
+
+def test_health_is_a_503_problem_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    # Nothing listens on port 1: the connection is refused at once, on any machine.
+    settings = make_settings("postgresql+psycopg://postgres@127.0.0.1:1/nope", tmp_path)
+    unreachable = create_app({"SETTINGS": settings})
+    try:
+        response = unreachable.test_client().get("/healthz")
+        body = assert_problem(response, 503)
+    finally:
+        unreachable.extensions["inventory.engine"].dispose()
+    assert "database" in body["detail"] and body["request_id"]
+
+
+def test_logs_are_json_lines_carrying_the_request_id(
+    client: FlaskClient, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        response = client.get("/healthz", headers={"X-Request-ID": "trace-4711"})
+    response.close()
+    assert response.headers["X-Request-ID"] == "trace-4711"
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    access = [e for e in entries if e["logger"] == "inventory.access" and e["path"] == "/healthz"]
+    assert access, f"no access log line on stderr: {lines}"
+    assert access[-1]["request_id"] == "trace-4711" and access[-1]["status"] == 200
+
+
+def test_flask_cli_finds_the_app(tmp_path: Path) -> None:
+    flask = Path(sys.executable).with_name("flask")
+    env = {
+        **os.environ,
+        "INVENTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'routes.sqlite3'}",
+        "INVENTORY_INSTANCE_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(flask), "--app", "inventory", "routes"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/healthz" in result.stdout and "/api/v1/depots" in result.stdout
