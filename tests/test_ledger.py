@@ -424,3 +424,45 @@ def test_projection_agrees_with_the_ledger(world: World, database_url: str) -> N
     finally:
         session.close()
         engine.dispose()
+
+
+def test_a_loss_and_a_late_entry_open_discrepancies(world: World, database_url: str) -> None:
+    serial = unique("AK")
+    world.receive([serial], occurred_at=ago(days=5))
+    loss = world.api.post(
+        "/api/v1/movements",
+        json={
+            "kind": "loss",
+            "from": f"depot:{world.depot}",
+            "occurred_at": ago(minutes=9),
+            "case_ref": "CASE-77",
+            "lines": [{"serial": serial}],
+        },
+    )
+    assert loss.status_code == 201
+    weapon_id = world.weapon(serial)["id"]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT d.kind, d.severity, d.status, d.summary FROM discrepancies d "
+                    "JOIN holders h ON h.id = d.depot_id WHERE h.code = :depot ORDER BY d.seq"
+                ),
+                {"depot": world.depot},
+            ).all()
+            events = conn.execute(
+                text(
+                    "SELECT count(*) FROM outbox_events WHERE type = 'discrepancy.opened' "
+                    "AND depot = :depot"
+                ),
+                {"depot": world.depot},
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("late_entry", "low", "open"),
+        ("reported_loss", "critical", "open"),
+    ]
+    assert "CASE-77" in rows[1][3] and serial in rows[1][3]
+    assert events == 2 and weapon_id

@@ -42,10 +42,15 @@ def lookup(session: Session, ref: str) -> Holder:
     return holder
 
 
-def depot_of(holder: Holder) -> str | None:
+def depot_holder_of(holder: Holder) -> Holder | None:
     """The depot that answers for stock at `holder`: itself, or a unit's home depot."""
     if holder.kind == "depot":
-        return holder.code
-    if holder.kind == "unit" and holder.home_depot is not None:
-        return holder.home_depot.code
+        return holder
+    if holder.kind == "unit":
+        return holder.home_depot
     return None
+
+
+def depot_of(holder: Holder) -> str | None:
+    depot = depot_holder_of(holder)
+    return depot.code if depot is not None else None

@@ -29,6 +29,7 @@ from ..db.models import (
     WeaponHolding,
 )
 from ..domain.actors import Role
+from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import (
     IMPLIED_DESTINATION,
     RULES,
@@ -38,7 +39,8 @@ from ..domain.movements import (
     is_future,
     is_late,
 )
-from . import holders
+from . import discrepancies, holders
+from .discrepancies import Finding
 from .errors import Conflict, Forbidden, Invalid
 from .lines import (
     BATCH,
@@ -396,12 +398,56 @@ def _record(
             for line in plan.lines
         ],
     )
+    discrepancies.open_findings(uow, _findings(movement, request, source, plan))
     uow.record(
         f"movement.{request.kind}",
         f"movement:{movement.id}",
         _audit_changes(movement, source, destination, plan),
     )
     return PostedMovement(movement, plan.lines)
+
+
+def _findings(
+    movement: Movement, request: MovementRequest, source: Holder, plan: Plan
+) -> list[Finding]:
+    """Discrepancies a movement opens by itself: every reported loss, and a late entry."""
+    findings: list[Finding] = []
+    depot = holders.depot_holder_of(source)
+    if request.kind is Kind.LOSS:
+        for line in plan.lines:
+            if line.weapon is not None:
+                what, key = line.weapon.label, f"weapon:{line.weapon.id}"
+            else:
+                assert line.lot is not None
+                what = f"{line.quantity} rounds of {line.lot.label}"
+                key = f"lot:{line.lot.id}@movement:{movement.id}"
+            findings.append(
+                Finding(
+                    DiscrepancyKind.REPORTED_LOSS,
+                    key,
+                    f"{what} reported lost from {source.ref} (case {request.case_ref})",
+                    depot=depot,
+                    holder=source,
+                    movement_id=movement.id,
+                    weapon_id=line.weapon.id if line.weapon else None,
+                    lot_id=line.lot.id if line.lot else None,
+                    quantity=None if line.weapon else line.quantity,
+                )
+            )
+    if movement.late_entry:
+        delay = movement.recorded_at - movement.occurred_at
+        findings.append(
+            Finding(
+                DiscrepancyKind.LATE_ENTRY,
+                f"movement:{movement.id}",
+                f"{movement.kind} {movement.document_ref or movement.id} recorded "
+                f"{delay.days} days {delay.seconds // 3600} hours after it occurred",
+                depot=depot or holders.depot_holder_of(movement.to_holder),
+                holder=source,
+                movement_id=movement.id,
+            )
+        )
+    return findings
 
 
 def move_weapons(

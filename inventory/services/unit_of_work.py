@@ -66,12 +66,19 @@ class UnitOfWork:
         self.now: datetime = utcnow()
         self.audit_entry: AuditEntry | None = None
         self.audit_seq: int | None = None
+        self.consequences: dict[str, list[Any]] = {}
 
     def record(self, action: str, subject: str, changes: dict[str, Any]) -> None:
         """Say what this use case changed; exactly one record per state-changing request."""
         if self.audit_entry is not None:
             raise RuntimeError(f"{action}: a request appends one audit record, not two")
         self.audit_entry = AuditEntry(action, subject, jsonable(changes))
+
+    def note_consequence(self, name: str, items: list[Any]) -> None:
+        """Add what the use case caused besides its own effect (e.g. discrepancies it opened)
+        to its audit record."""
+        if items:
+            self.consequences.setdefault(name, []).extend(jsonable(items))
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,7 @@ def run_write(
                 now=uow.now,
                 action=entry.action,
                 subject=entry.subject,
-                changes=entry.changes,
+                changes={**entry.changes, **uow.consequences},
             )
             body = present(result, uow)
             if idempotency is not None:

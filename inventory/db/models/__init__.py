@@ -3,10 +3,36 @@
 from .audit import AuditCheckpoint, AuditHead, AuditRecord
 from .idempotency import IdempotentResponse
 from .ledger import Lot, LotHolding, Movement, MovementLine, Weapon, WeaponHolding
+from .oversight import (
+    Delivery,
+    DeliveryAttempt,
+    Discrepancy,
+    DiscrepancyEvent,
+    EndUseVerification,
+    OutboxEvent,
+    Stocktake,
+    StocktakeCount,
+    Subscription,
+    Transfer,
+    VerificationResult,
+    WeaponVerification,
+)
 from .reference import Holder, ItemType
 from .tokens import Token, TokenDepot
 
 __all__ = [
+    "Delivery",
+    "DeliveryAttempt",
+    "Discrepancy",
+    "DiscrepancyEvent",
+    "EndUseVerification",
+    "OutboxEvent",
+    "Stocktake",
+    "StocktakeCount",
+    "Subscription",
+    "Transfer",
+    "VerificationResult",
+    "WeaponVerification",
     "AuditCheckpoint",
     "AuditHead",
     "AuditRecord",

@@ -1,0 +1,61 @@
+"""What "unaccounted" means: the kinds of discrepancy, their default severity, and the lifecycle
+open → investigating → resolved."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DiscrepancyKind(StrEnum):
+    TRANSIT_OVERDUE = "transit_overdue"
+    RECEIPT_SHORTFALL = "receipt_shortfall"
+    RECEIPT_SURPLUS = "receipt_surplus"
+    RETURN_OVERDUE = "return_overdue"
+    COUNT_MISSING = "count_missing"
+    COUNT_UNEXPECTED = "count_unexpected"
+    COUNT_VARIANCE = "count_variance"
+    VERIFICATION_OVERDUE = "verification_overdue"
+    REPORTED_LOSS = "reported_loss"
+    SIGHTING_OUTSIDE_CUSTODY = "sighting_outside_custody"
+    UNKNOWN_SERIAL_SIGHTED = "unknown_serial_sighted"
+    END_USE_MISSING = "end_use_missing"
+    END_USE_VERIFICATION_OVERDUE = "end_use_verification_overdue"
+    LATE_ENTRY = "late_entry"
+
+
+DEFAULT_SEVERITY: dict[DiscrepancyKind, str] = {
+    DiscrepancyKind.TRANSIT_OVERDUE: "high",
+    DiscrepancyKind.RECEIPT_SHORTFALL: "critical",
+    DiscrepancyKind.RECEIPT_SURPLUS: "high",
+    DiscrepancyKind.RETURN_OVERDUE: "medium",
+    DiscrepancyKind.COUNT_MISSING: "critical",
+    DiscrepancyKind.COUNT_UNEXPECTED: "high",
+    DiscrepancyKind.COUNT_VARIANCE: "high",  # "medium" when the count is over the books
+    DiscrepancyKind.VERIFICATION_OVERDUE: "medium",
+    DiscrepancyKind.REPORTED_LOSS: "critical",
+    DiscrepancyKind.SIGHTING_OUTSIDE_CUSTODY: "critical",
+    DiscrepancyKind.UNKNOWN_SERIAL_SIGHTED: "low",
+    DiscrepancyKind.END_USE_MISSING: "critical",
+    DiscrepancyKind.END_USE_VERIFICATION_OVERDUE: "high",
+    DiscrepancyKind.LATE_ENTRY: "low",
+}
+
+# Kinds that count a weapon or rounds as unaccounted for in the accountability report.
+UNACCOUNTED_KINDS = frozenset(
+    {
+        DiscrepancyKind.RECEIPT_SHORTFALL,
+        DiscrepancyKind.TRANSIT_OVERDUE,
+        DiscrepancyKind.RETURN_OVERDUE,
+        DiscrepancyKind.COUNT_MISSING,
+        DiscrepancyKind.COUNT_VARIANCE,
+        DiscrepancyKind.SIGHTING_OUTSIDE_CUSTODY,
+        DiscrepancyKind.END_USE_MISSING,
+    }
+)
+
+# action -> (statuses it may follow, status it leads to; None keeps the status)
+TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
+    "note": (frozenset({"open", "investigating", "resolved"}), None),
+    "investigate": (frozenset({"open"}), "investigating"),
+    "resolve": (frozenset({"open", "investigating"}), "resolved"),
+}

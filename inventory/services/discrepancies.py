@@ -1,0 +1,217 @@
+"""Opening discrepancies and moving them through their lifecycle. Opening is idempotent: at most
+one unresolved discrepancy per kind and subject, so sweeps and retries never open duplicates."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from ..db.models import Discrepancy, DiscrepancyEvent, Holder
+from ..domain.discrepancies import DEFAULT_SEVERITY, TRANSITIONS, DiscrepancyKind
+from . import outbox
+from .errors import Conflict, Forbidden, Invalid, NotFound
+from .unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A discrepancy to open: its kind, what it is about, where, and a sentence for humans."""
+
+    kind: DiscrepancyKind
+    subject_key: str
+    summary: str
+    depot: Holder | None = None
+    holder: Holder | None = None
+    severity: str | None = None
+    weapon_id: uuid.UUID | None = None
+    lot_id: uuid.UUID | None = None
+    quantity: int | None = None
+    transfer_id: uuid.UUID | None = None
+    stocktake_id: uuid.UUID | None = None
+    verification_id: uuid.UUID | None = None
+    movement_id: uuid.UUID | None = None
+
+
+def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]:
+    """Open a discrepancy for each finding not already open; return the ones opened.
+
+    Set-based: one query for what is already open, one bulk insert each for the discrepancies,
+    their "opened" events and their outbox events (a stocktake may find thousands)."""
+    if not findings:
+        return []
+    session = uow.session
+    already = _unresolved_keys(session, findings)
+    fresh: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        key = (str(finding.kind), finding.subject_key)
+        if key not in already and key not in fresh:
+            fresh[key] = finding
+    opened: list[Discrepancy] = []
+    for finding in fresh.values():
+        discrepancy = Discrepancy(
+            id=uuid.uuid4(),
+            kind=str(finding.kind),
+            severity=finding.severity or DEFAULT_SEVERITY[finding.kind],
+            status="open",
+            subject_key=finding.subject_key,
+            depot_id=finding.depot.id if finding.depot else None,
+            holder_id=finding.holder.id if finding.holder else None,
+            weapon_id=finding.weapon_id,
+            lot_id=finding.lot_id,
+            quantity=finding.quantity,
+            transfer_id=finding.transfer_id,
+            stocktake_id=finding.stocktake_id,
+            verification_id=finding.verification_id,
+            movement_id=finding.movement_id,
+            detected_at=uow.now,
+            summary=finding.summary,
+        )
+        discrepancy.depot, discrepancy.holder = finding.depot, finding.holder
+        opened.append(discrepancy)
+    session.add_all(opened)
+    session.flush()
+    session.execute(
+        insert(DiscrepancyEvent),
+        [
+            {
+                "discrepancy_seq": d.seq,
+                "at": uow.now,
+                "actor": uow.actor.name,
+                "action": "opened",
+                "note": d.summary,
+            }
+            for d in opened
+        ],
+    )
+    for discrepancy in opened:
+        outbox.publish(
+            uow,
+            "discrepancy.opened",
+            describe(discrepancy),
+            depot=discrepancy.depot.code if discrepancy.depot else None,
+            kind=discrepancy.kind,
+            severity=discrepancy.severity,
+        )
+    uow.note_consequence("discrepancies_opened", [[d.id, d.kind, d.subject_key] for d in opened])
+    return opened
+
+
+def _unresolved_keys(session: Session, findings: list[Finding]) -> set[tuple[str, str]]:
+    kinds = sorted({str(f.kind) for f in findings})
+    keys = sorted({f.subject_key for f in findings})
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), 5_000):
+        rows = session.execute(
+            select(Discrepancy.kind, Discrepancy.subject_key).where(
+                Discrepancy.status != "resolved",
+                Discrepancy.kind.in_(kinds),
+                Discrepancy.subject_key.in_(keys[start : start + 5_000]),
+            )
+        )
+        found.update((kind, key) for kind, key in rows)
+    return found
+
+
+def describe(discrepancy: Discrepancy) -> dict[str, Any]:
+    """The discrepancy as monitors receive it in `discrepancy.*` events."""
+    return {
+        "id": discrepancy.id,
+        "kind": discrepancy.kind,
+        "severity": discrepancy.severity,
+        "status": discrepancy.status,
+        "depot": discrepancy.depot.code if discrepancy.depot else None,
+        "holder": discrepancy.holder.ref if discrepancy.holder else None,
+        "subject": subject_of(discrepancy),
+        "detected_at": discrepancy.detected_at,
+        "summary": discrepancy.summary,
+    }
+
+
+def subject_of(discrepancy: Discrepancy) -> dict[str, Any]:
+    fields = (
+        "weapon_id",
+        "lot_id",
+        "quantity",
+        "transfer_id",
+        "stocktake_id",
+        "verification_id",
+        "movement_id",
+    )
+    return {name: value for name in fields if (value := getattr(discrepancy, name)) is not None}
+
+
+def get(session: Session, discrepancy_id: uuid.UUID) -> Discrepancy:
+    discrepancy = session.scalar(select(Discrepancy).where(Discrepancy.id == discrepancy_id))
+    if discrepancy is None:
+        raise NotFound(f"no discrepancy {discrepancy_id}")
+    return discrepancy
+
+
+def events_of(session: Session, discrepancy: Discrepancy) -> list[DiscrepancyEvent]:
+    return list(
+        session.scalars(
+            select(DiscrepancyEvent)
+            .where(DiscrepancyEvent.discrepancy_seq == discrepancy.seq)
+            .order_by(DiscrepancyEvent.id)
+        )
+    )
+
+
+def add_event(
+    uow: UnitOfWork,
+    discrepancy_id: uuid.UUID,
+    action: str,
+    note: str | None,
+    movement_id: uuid.UUID | None = None,
+) -> Discrepancy:
+    """Note, investigate or resolve. Clerks may only add notes, in their own depots; resolving
+    needs a note saying why."""
+    discrepancy = get(uow.session, discrepancy_id)
+    actor = uow.actor
+    if actor.role == "clerk":
+        depot = discrepancy.depot.code if discrepancy.depot else None
+        if action != "note" or depot is None or depot not in actor.depots:
+            raise Forbidden("a clerk may only add notes to discrepancies in their depots")
+    elif actor.role not in ("admin", "auditor"):
+        raise Forbidden(f"role {actor.role} may not change discrepancies")
+    if action not in TRANSITIONS:
+        raise Invalid(f"unknown action {action!r}", field="action")
+    allowed_from, leads_to = TRANSITIONS[action]
+    if discrepancy.status not in allowed_from:
+        raise Conflict(f"discrepancy {discrepancy.id} is {discrepancy.status}; cannot {action}")
+    if action == "resolve" and not (note and note.strip()):
+        raise Invalid(
+            "resolving a discrepancy needs a note saying how it was settled", field="note"
+        )
+    uow.session.add(
+        DiscrepancyEvent(
+            discrepancy_seq=discrepancy.seq,
+            at=uow.now,
+            actor=actor.name,
+            action=action,
+            note=note,
+            movement_id=movement_id,
+        )
+    )
+    if leads_to is not None:
+        discrepancy.status = leads_to
+        if leads_to == "resolved":
+            discrepancy.resolved_at = uow.now
+        outbox.publish(
+            uow,
+            "discrepancy.updated",
+            describe(discrepancy),
+            depot=discrepancy.depot.code if discrepancy.depot else None,
+            kind=discrepancy.kind,
+            severity=discrepancy.severity,
+        )
+    uow.record(
+        f"discrepancy.{action}",
+        f"discrepancy:{discrepancy.id}",
+        {"action": action, "note": note, "movement": movement_id, "status": discrepancy.status},
+    )
+    return discrepancy

@@ -1,0 +1,35 @@
+"""Events for monitors, written to the outbox in the transaction that caused them; the worker
+delivers them as webhooks and the alert feed reads them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..db.models import OutboxEvent
+from .unit_of_work import UnitOfWork, jsonable
+
+
+def publish(
+    uow: UnitOfWork,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    depot: str | None = None,
+    kind: str | None = None,
+    severity: str | None = None,
+) -> OutboxEvent:
+    """Queue `event_type` (e.g. "discrepancy.opened") with its `data`; filters use the rest."""
+    event = OutboxEvent(
+        id=uuid.uuid4(),
+        type=event_type,
+        occurred_at=uow.now,
+        depot=depot,
+        kind=kind,
+        severity=severity,
+        payload=json.dumps(jsonable(data), separators=(",", ":")),
+        dispatched=False,
+    )
+    uow.session.add(event)
+    return event
