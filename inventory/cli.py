@@ -151,18 +151,59 @@ def demo() -> None:
 
 @demo.command("prepare")
 def demo_prepare() -> None:
-    """On first start, make the demo data and tokens; print the tokens to try the API with."""
+    """On first start, load the demo scenario and make tokens; print the tokens to try the API
+    with."""
     settings = Settings.from_env()
     with open_session(settings) as session:
-        issued = demo_setup.prepare(session, settings)
+        issued = demo_setup.prepare(session, settings, progress_bar=_seed_progress_bar)
     click.echo("\nStockpile is starting on http://127.0.0.1:8000 (docs: /api/v1/docs)")
     click.echo("Tokens to try it with (Authorization: Bearer <token>):")
     for role, secret in issued.items():
         click.echo(f"  {role:8} {secret}")
     click.echo(
-        f"  e.g. curl -H 'Authorization: Bearer {issued['admin']}' "
-        "http://127.0.0.1:8000/api/v1/depots\n"
+        f"  e.g. curl -H 'Authorization: Bearer {issued['auditor']}' "
+        "http://127.0.0.1:8000/api/v1/discrepancies\n"
     )
+
+
+@contextmanager
+def _seed_progress_bar(steps: int) -> Iterator[Callable[[int], None]]:
+    with click.progressbar(length=steps, label="loading the demo scenario", file=sys.stderr) as bar:
+        yield bar.update
+
+
+@main.command("seed")
+@click.argument("scenario", default="demo")
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="load a fraction of each weapon batch (at least 40 of each)",
+)
+def seed_command(scenario: str, scale: float) -> None:
+    """Load a seed scenario from seeds/SCENARIO (default: demo) through the same use cases as
+    the API; does nothing if it is already loaded."""
+    from . import seed
+    from .clock import utcnow
+
+    settings = Settings.from_env()
+    try:
+        story = seed.read(scenario, utcnow(), scale=scale)
+    except seed.ScenarioError as error:
+        raise click.ClickException(str(error)) from error
+    with open_session(settings) as session:
+        if seed.is_loaded(session, story):
+            click.echo(f"scenario {scenario!r} is already loaded; nothing to do")
+            return
+        with _seed_progress_bar(seed.steps_in(story)) as advance:
+            report = seed.load(session, settings, story, progress=advance)
+    click.echo(
+        f"scenario {scenario!r} loaded: {report.weapons} weapons, {report.lots} lots, "
+        f"{report.movements} movements"
+    )
+    for line in report.steps:
+        click.echo(f"  - {line}")
 
 
 @main.group()
