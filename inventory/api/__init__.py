@@ -8,10 +8,28 @@ from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
-from . import auth, context, health, movements, problems, reference, stock, tokens
+from . import (
+    auth,
+    context,
+    health,
+    movements,
+    problems,
+    reference,
+    stock,
+    tokens,
+    transfers,
+    verifications,
+)
 
 DOCS_ASSETS = "/api/v1/docs/assets/"
-BLUEPRINTS = [reference.blp, tokens.blp, movements.blp, stock.blp]
+BLUEPRINTS = [
+    reference.blp,
+    tokens.blp,
+    movements.blp,
+    stock.blp,
+    transfers.blp,
+    verifications.blp,
+]
 
 
 def init_app(app: Flask) -> None:

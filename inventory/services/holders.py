@@ -43,10 +43,11 @@ def lookup(session: Session, ref: str) -> Holder:
 
 
 def depot_holder_of(holder: Holder) -> Holder | None:
-    """The depot that answers for stock at `holder`: itself, or a unit's home depot."""
+    """The depot that answers for stock at `holder`: itself, a unit's home depot, or for a
+    transfer's transit account the origin depot (kept as the transit holder's home depot)."""
     if holder.kind == "depot":
         return holder
-    if holder.kind == "unit":
+    if holder.kind in ("unit", "transit"):
         return holder.home_depot
     return None
 

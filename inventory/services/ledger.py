@@ -344,6 +344,7 @@ def _record(
     *,
     reverses: uuid.UUID | None = None,
     transfer_id: uuid.UUID | None = None,
+    audit: bool = True,
 ) -> PostedMovement:
     session = uow.session
     movement = Movement(
@@ -399,12 +400,40 @@ def _record(
         ],
     )
     discrepancies.open_findings(uow, _findings(movement, request, source, plan))
-    uow.record(
-        f"movement.{request.kind}",
-        f"movement:{movement.id}",
-        _audit_changes(movement, source, destination, plan),
-    )
+    if audit:
+        uow.record(
+            f"movement.{request.kind}",
+            f"movement:{movement.id}",
+            _audit_changes(movement, source, destination, plan),
+        )
     return PostedMovement(movement, plan.lines)
+
+
+def plan_moves(session: Session, kind: Kind, occurred_at: datetime, lines: list[Line]) -> Plan:
+    """Resolve and check lines that move registered weapons and lots (registrations are refused):
+    422 naming every bad line, as for a posted movement."""
+    rule = Rule(frozenset(), frozenset(), "source")
+    return _plan(session, rule, MovementRequest(kind, occurred_at, lines))
+
+
+def post_system_movement(
+    uow: UnitOfWork,
+    kind: Kind,
+    source: Holder,
+    destination: Holder,
+    plan: Plan,
+    *,
+    occurred_at: datetime,
+    transfer_id: uuid.UUID | None = None,
+    document_ref: str | None = None,
+    note: str | None = None,
+) -> tuple[PostedMovement, dict[str, Any]]:
+    """Post a movement a use case derives itself (a transfer's dispatch, receive or cancel) from
+    a checked `plan`, with the same locking, 409s and findings as any movement. The caller writes
+    the one audit record, so the movement's audit changes are returned for it to include."""
+    request = MovementRequest(kind, occurred_at, [], document_ref=document_ref, note=note)
+    posted = _record(uow, request, source, destination, plan, transfer_id=transfer_id, audit=False)
+    return posted, _audit_changes(posted.movement, source, destination, plan)
 
 
 def _findings(
