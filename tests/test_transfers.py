@@ -312,3 +312,26 @@ def test_overdue_transfers_with_a_moved_clock(world: World, session: Session) ->
     clerk = Actor("clerk", Role.CLERK, frozenset({world.other_depot}))
     scoped = transfers.transfers_query(session, clerk, status="in_transit", now=tomorrow)
     assert transfer["id"] in {str(t.id) for t in session.scalars(scoped)}
+
+
+def test_a_retried_dispatch_posts_one_transfer(world: World) -> None:
+    serial = unique("AK")
+    world.receive([serial])
+    body = {
+        "from": f"depot:{world.depot}",
+        "to": f"depot:{world.other_depot}",
+        "expected_by": later(days=1),
+        "document_ref": unique("TRF"),
+        "lines": [{"serial": serial}],
+    }
+    headers = {"Idempotency-Key": unique("retry")}
+    first = world.api.post("/api/v1/transfers", json=body, headers=headers)
+    second = world.api.post("/api/v1/transfers", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.get_json() == second.get_json()
+    clerk = world.api.token_for("clerk", [world.depot])
+    listed = world.api.get(
+        "/api/v1/transfers", token=clerk, query_string={"status": "in_transit", "limit": 1000}
+    ).get_json()["items"]
+    assert [t["document_ref"] for t in listed] == [body["document_ref"]]
+    assert listed[0]["age_seconds"] >= 0 and "lines" not in listed[0]
