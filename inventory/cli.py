@@ -233,3 +233,14 @@ def audit_verify() -> None:
         json.dumps({"ok": False, "first_bad_seq": verdict.first_bad_seq, "reason": verdict.reason})
     )
     sys.exit(1)
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="one pass (checks, fan-out, due deliveries), then exit")
+def worker_command(once: bool) -> None:
+    """Deliver alerts as signed webhooks, run the sweep every minute and sign audit checkpoints;
+    stops cleanly on SIGTERM."""
+    from .worker import Worker
+
+    logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "INFO"))
+    Worker(Settings.from_env()).run(once=once)

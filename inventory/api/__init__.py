@@ -9,13 +9,16 @@ from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import HTTPException
 
 from . import (
+    alerts,
     auth,
     context,
     health,
     movements,
     problems,
     reference,
+    sightings,
     stock,
+    subscriptions,
     tokens,
     transfers,
     verifications,
@@ -29,6 +32,9 @@ BLUEPRINTS = [
     stock.blp,
     transfers.blp,
     verifications.blp,
+    subscriptions.blp,
+    alerts.blp,
+    sightings.blp,
 ]
 
 

@@ -1,0 +1,291 @@
+"""Monitors' webhook subscriptions: which events go to which URL, the secret that signs them, and
+the record of every delivery attempt.
+
+A subscription's filters are optional lists; a filter only constrains events that carry that
+attribute (an `audit.checkpoint` has no depot, kind or severity, so a depot filter lets it
+through). URLs must be http(s), carry no credentials, and — unless Settings.webhook_allow_private
+— point at public addresses only, so the worker cannot be aimed at the server's own network.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import secrets
+import socket
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.orm import Session
+
+from ..db.models import Delivery, DeliveryAttempt, Holder, OutboxEvent, Subscription
+from ..db.models.oversight import SEVERITIES
+from ..domain.discrepancies import DiscrepancyKind
+from .errors import Invalid, NotFound
+from .unit_of_work import UnitOfWork
+
+EVENT_TYPES = ("audit.checkpoint", "discrepancy.opened", "discrepancy.updated", "transfer.received")
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+Resolver = Callable[[str], list[str]]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a subscription wants: event types, and optionally depots, kinds and severities."""
+
+    events: frozenset[str]
+    depots: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    severities: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, subscription: Subscription) -> Filters:
+        def load(text: str | None) -> frozenset[str] | None:
+            return None if text is None else frozenset(json.loads(text))
+
+        return cls(
+            frozenset(json.loads(subscription.events)),
+            load(subscription.depots),
+            load(subscription.kinds),
+            load(subscription.severities),
+        )
+
+    def matches(self, event: OutboxEvent) -> bool:
+        """Whether `event` goes to this subscription."""
+        return (
+            event.type in self.events
+            and _passes(self.depots, event.depot)
+            and _passes(self.kinds, event.kind)
+            and _passes(self.severities, event.severity)
+        )
+
+
+def _passes(wanted: frozenset[str] | None, value: str | None) -> bool:
+    return wanted is None or value is None or value in wanted
+
+
+@dataclass(frozen=True)
+class IssuedSubscription:
+    subscription: Subscription
+    secret: str
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key bytes behind a `whsec_...` secret."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def resolve_host(host: str) -> list[str]:
+    """Every address `host` resolves to (empty when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def url_problem(url: str, *, allow_private: bool, resolve: Resolver = resolve_host) -> str | None:
+    """Why the worker must not POST to `url`, or None if it may."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return f"{url!r} is not a URL"
+    if parts.scheme not in ("http", "https"):
+        return "the URL must start with http:// or https://"
+    if parts.username is not None or parts.password is not None:
+        return "the URL must not carry credentials (user:password@); authenticate by the signature"
+    host = parts.hostname
+    if not host:
+        return "the URL has no host"
+    if allow_private:
+        return None
+    try:
+        addresses = [ipaddress.ip_address(host)]
+        how = "is"
+    except ValueError:
+        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolve(host)]
+        how = "resolves to"
+        if not addresses:
+            return f"the host {host} does not resolve"
+    for address in addresses:
+        if not address.is_global or address.is_multicast:
+            return (
+                f"the host {host} {how} {address}, a loopback, private, link-local or reserved "
+                "address; webhooks go to public endpoints only"
+            )
+    return None
+
+
+def _filter_list(values: Iterable[str] | None) -> str | None:
+    return None if values is None else json.dumps(sorted(set(values)))
+
+
+def create_subscription(
+    uow: UnitOfWork,
+    url: str,
+    events: list[str],
+    depots: list[str] | None = None,
+    kinds: list[str] | None = None,
+    severities: list[str] | None = None,
+    *,
+    resolve: Resolver = resolve_host,
+) -> IssuedSubscription:
+    """Subscribe `url` to `events` (with optional filters); the secret is returned only here."""
+    if problem := url_problem(
+        url, allow_private=uow.settings.webhook_allow_private, resolve=resolve
+    ):
+        raise Invalid(problem, field="url")
+    if not events:
+        raise Invalid("subscribe to at least one event type", field="events")
+    if unknown := sorted(set(events) - set(EVENT_TYPES)):
+        raise Invalid(
+            f"unknown event type {unknown[0]!r}; known: {', '.join(EVENT_TYPES)}", field="events"
+        )
+    if unknown := sorted(set(kinds or ()) - {str(k) for k in DiscrepancyKind}):
+        raise Invalid(f"unknown discrepancy kind {unknown[0]!r}", field="kinds")
+    if unknown := sorted(set(severities or ()) - set(SEVERITIES)):
+        raise Invalid(
+            f"unknown severity {unknown[0]!r}; known: {', '.join(SEVERITIES)}", field="severities"
+        )
+    if depots:
+        known = set(
+            uow.session.scalars(
+                select(Holder.code).where(Holder.kind == "depot", Holder.code.in_(depots))
+            )
+        )
+        if missing := sorted(set(depots) - known):
+            raise Invalid(f"unknown depot {missing[0]}", field="depots")
+    secret = new_secret()
+    subscription = Subscription(
+        id=uuid.uuid4(),
+        url=url,
+        secret=secret,
+        events=json.dumps(sorted(set(events))),
+        depots=_filter_list(depots),
+        kinds=_filter_list(kinds),
+        severities=_filter_list(severities),
+        created_at=uow.now,
+        created_by=uow.actor.name,
+    )
+    uow.session.add(subscription)
+    uow.record(
+        "subscription.create",
+        f"subscription:{subscription.id}",
+        {"url": url, "events": events, "depots": depots, "kinds": kinds, "severities": severities},
+    )
+    return IssuedSubscription(subscription, secret)
+
+
+def get(session: Session, subscription_id: uuid.UUID) -> Subscription:
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None:
+        raise NotFound(f"no subscription {subscription_id}")
+    return subscription
+
+
+def disable(session: Session, subscription: Subscription, now: datetime, reason: str) -> int:
+    """Stop deliveries to `subscription`: its pending deliveries are given up. Returns how many."""
+    if subscription.disabled_at is None:
+        subscription.disabled_at = now
+        subscription.disabled_reason = reason[:500]
+    given_up = session.execute(
+        update(Delivery)
+        .where(Delivery.subscription_id == subscription.id, Delivery.status == "pending")
+        .values(status="failed")
+    )
+    return int(given_up.rowcount)  # type: ignore[attr-defined]
+
+
+def unsubscribe(uow: UnitOfWork, subscription_id: uuid.UUID) -> Subscription:
+    """Disable the subscription; nothing more is delivered to it. Unsubscribing twice is a no-op."""
+    subscription = get(uow.session, subscription_id)
+    was_disabled = subscription.disabled_at is not None
+    given_up = disable(uow.session, subscription, uow.now, f"unsubscribed by {uow.actor.name}")
+    uow.record(
+        "subscription.unsubscribe",
+        f"subscription:{subscription.id}",
+        {
+            "url": subscription.url,
+            "already_disabled": was_disabled,
+            "deliveries_given_up": given_up,
+        },
+    )
+    return subscription
+
+
+def describe(subscription: Subscription) -> dict[str, Any]:
+    """The subscription as the API shows it: filters as lists, never the secret."""
+    filters = Filters.of(subscription)
+
+    def listed(values: frozenset[str] | None) -> list[str] | None:
+        return None if values is None else sorted(values)
+
+    return {
+        "id": subscription.id,
+        "url": subscription.url,
+        "events": sorted(filters.events),
+        "depots": listed(filters.depots),
+        "kinds": listed(filters.kinds),
+        "severities": listed(filters.severities),
+        "created_at": subscription.created_at,
+        "created_by": subscription.created_by,
+        "disabled_at": subscription.disabled_at,
+        "disabled_reason": subscription.disabled_reason,
+    }
+
+
+def deliveries_query(subscription_id: uuid.UUID) -> Select[Delivery, uuid.UUID, str]:
+    return (
+        select(Delivery, OutboxEvent.id, OutboxEvent.type)
+        .join(OutboxEvent, OutboxEvent.seq == Delivery.event_seq)
+        .where(Delivery.subscription_id == subscription_id)
+    )
+
+
+def deliveries_page(
+    session: Session, subscription_id: uuid.UUID, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of the subscription's deliveries, oldest first, each with all of its attempts;
+    and the last delivery id when there are more."""
+    get(session, subscription_id)
+    stmt = deliveries_query(subscription_id)
+    if after is not None:
+        stmt = stmt.where(Delivery.id > after)
+    rows = list(session.execute(stmt.order_by(Delivery.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    attempts: dict[int, list[DeliveryAttempt]] = {}
+    if rows:
+        for attempt in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_([row[0].id for row in rows]))
+            .order_by(DeliveryAttempt.id)
+        ):
+            attempts.setdefault(attempt.delivery_id, []).append(attempt)
+    items = [
+        {
+            "id": delivery.id,
+            "event_id": event_id,
+            "event_type": event_type,
+            "status": delivery.status,
+            "attempt_count": delivery.attempts,
+            "next_attempt_at": delivery.next_attempt_at if delivery.status == "pending" else None,
+            "delivered_at": delivery.delivered_at,
+            "attempts": attempts.get(delivery.id, []),
+        }
+        for delivery, event_id, event_type in rows
+    ]
+    return items, (rows[-1][0].id if more else None)
