@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import click
@@ -244,3 +245,66 @@ def worker_command(once: bool) -> None:
 
     logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "INFO"))
     Worker(Settings.from_env()).run(once=once)
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 time with its UTC offset from the command line (None when not given)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time", param_hint=option) from error
+    if moment.tzinfo is None:
+        raise click.BadParameter("give the UTC offset, e.g. +00:00", param_hint=option)
+    return moment
+
+
+@main.command("sweep")
+@click.option("--now", "now_text", help="sweep as of this time (ISO 8601 with offset); for tests")
+def sweep_command(now_text: str | None) -> None:
+    """Open the time-based discrepancies now due (overdue transfers, returns, physical and
+    end-use verifications); print what was opened as JSON. Idempotent."""
+    from .services import sweep
+
+    now = _moment(now_text, "--now")
+    body = run_as_operator(
+        Settings.from_env(),
+        lambda uow: sweep.run_sweep(uow, now or uow.now),
+        lambda result, _uow: {
+            "now": audit_log.timestamp(result.now),
+            "opened": result.opened,
+            "total": result.total,
+            "discrepancies": [str(d) for d in result.discrepancies],
+        },
+    )
+    click.echo(json.dumps(body))
+
+
+@main.group("report")
+def report_group() -> None:
+    """Reports for auditors."""
+
+
+@report_group.command("accountability")
+@click.option("--depot", "depots", multiple=True, help="depot code; repeat for several")
+@click.option("--as-of", "as_of_text", help="the books at this time (ISO 8601 with offset)")
+@click.option("--format", "output", type=click.Choice(["json", "csv"]), default="json")
+def report_accountability(depots: tuple[str, ...], as_of_text: str | None, output: str) -> None:
+    """Per depot and in total: on the books, in store, issued, in transit, lost, unaccounted."""
+    from .services import reports
+    from .services.errors import ServiceError
+
+    settings = Settings.from_env()
+    as_of = _moment(as_of_text, "--as-of")
+    try:
+        with open_session(settings) as session:
+            made = reports.accountability(
+                session, operator(os.environ.get("USER", "cli")), settings, list(depots), as_of
+            )
+    except ServiceError as error:
+        raise click.ClickException(error.detail) from error
+    if output == "csv":
+        click.echo(reports.as_csv(made), nl=False)
+    else:
+        click.echo(json.dumps(reports.as_json(made)))

@@ -12,12 +12,15 @@ from . import (
     alerts,
     auth,
     context,
+    discrepancies,
     health,
     movements,
     problems,
     reference,
+    reports,
     sightings,
     stock,
+    stocktakes,
     subscriptions,
     tokens,
     transfers,
@@ -35,6 +38,10 @@ BLUEPRINTS = [
     subscriptions.blp,
     alerts.blp,
     sightings.blp,
+    stocktakes.blp,
+    discrepancies.blp,
+    discrepancies.sweep_blp,
+    reports.blp,
 ]
 
 

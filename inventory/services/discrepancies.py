@@ -7,10 +7,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Discrepancy, DiscrepancyEvent, Holder
+from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DEFAULT_SEVERITY, TRANSITIONS, DiscrepancyKind
 from . import outbox
 from .errors import Conflict, Forbidden, Invalid, NotFound
@@ -50,6 +51,8 @@ def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]
         key = (str(finding.kind), finding.subject_key)
         if key not in already and key not in fresh:
             fresh[key] = finding
+    if not fresh:  # all already open; an empty bulk insert would insert one row of NULLs
+        return []
     opened: list[Discrepancy] = []
     for finding in fresh.values():
         discrepancy = Discrepancy(
@@ -142,6 +145,46 @@ def subject_of(discrepancy: Discrepancy) -> dict[str, Any]:
         "movement_id",
     )
     return {name: value for name in fields if (value := getattr(discrepancy, name)) is not None}
+
+
+def discrepancies_query(
+    session: Session,
+    actor: Actor,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    depot: str | None = None,
+    severity: str | None = None,
+) -> Select[Discrepancy]:
+    """Discrepancies matching the filters that `actor` may read (clerks: their depots only)."""
+    stmt = select(Discrepancy)
+    if status:
+        stmt = stmt.where(Discrepancy.status == status)
+    if kind:
+        stmt = stmt.where(Discrepancy.kind == kind)
+    if severity:
+        stmt = stmt.where(Discrepancy.severity == severity)
+    if depot:
+        if not actor.may_read_depot(depot):
+            raise Forbidden(f"depot {depot} is not one of your depots")
+        stmt = stmt.where(Discrepancy.depot_id.in_(_depot_ids([depot])))
+    if actor.role is Role.CLERK:
+        stmt = stmt.where(Discrepancy.depot_id.in_(_depot_ids(sorted(actor.depots))))
+    return stmt
+
+
+def _depot_ids(codes: list[str]) -> Select[int]:
+    return select(Holder.id).where(Holder.kind == "depot", Holder.code.in_(codes))
+
+
+def get_visible(session: Session, actor: Actor, discrepancy_id: uuid.UUID) -> Discrepancy:
+    """The discrepancy, or 404 if there is none or it is outside a clerk's depots."""
+    found = session.scalar(
+        discrepancies_query(session, actor).where(Discrepancy.id == discrepancy_id)
+    )
+    if found is None:
+        raise NotFound(f"no discrepancy {discrepancy_id}")
+    return found
 
 
 def get(session: Session, discrepancy_id: uuid.UUID) -> Discrepancy:

@@ -1,0 +1,431 @@
+"""The accountability report: per depot (and in total) how many weapons and rounds are on the
+books, where, how many are lost or unaccounted for, and the accountability rate — now, or as the
+books stood at any past time.
+
+A depot answers for stock held by itself (`in_store`), by its units (`issued`), by the transit
+accounts of transfers it dispatched (`in_transit`), and for stock whose last movement was a loss
+from any of those (`lost`). `on_books = in_store + issued + in_transit`.
+
+Unaccounted, counted once per weapon:
+- lost;
+- or the subject of a discrepancy open at the time of kind count_missing, receipt_shortfall,
+  return_overdue, end_use_missing (by weapon), or in the transit account of a transfer with an
+  open transit_overdue or receipt_shortfall;
+- or in store and overdue for physical verification: on the depot's books longer than the policy
+  period and not verified (counted in a closed stocktake of the depot) within it.
+Rounds unaccounted: lost rounds, rounds in the transit account of a transfer with an open
+transit_overdue or receipt_shortfall, and the shortfall of open short count_variance discrepancies.
+
+`accountability_rate = 1 - weapons unaccounted / weapons on books` (1.0 when none are on the
+books, never below 0: lost weapons are unaccounted but no longer on the books).
+
+Everything is a few grouped queries over all holders at once, never a query per weapon or depot.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from ..clock import utcnow
+from ..db.models import (
+    Discrepancy,
+    Holder,
+    LotHolding,
+    Movement,
+    MovementLine,
+    Stocktake,
+    StocktakeCount,
+    Transfer,
+    WeaponHolding,
+    WeaponVerification,
+)
+from ..domain.actors import Actor, Role
+from ..domain.discrepancies import DiscrepancyKind
+from ..settings import Settings
+from . import audit_log
+from .errors import Forbidden, NotFound
+
+WEAPON_FIELDS = ("on_books", "in_store", "issued", "in_transit", "lost", "unaccounted")
+# Kinds that make the weapon they name unaccounted for.
+WEAPON_KINDS = tuple(
+    str(k)
+    for k in (
+        DiscrepancyKind.COUNT_MISSING,
+        DiscrepancyKind.RECEIPT_SHORTFALL,
+        DiscrepancyKind.RETURN_OVERDUE,
+        DiscrepancyKind.END_USE_MISSING,
+    )
+)
+# Kinds that make everything still in a transfer's transit account unaccounted for.
+TRANSFER_KINDS = (str(DiscrepancyKind.TRANSIT_OVERDUE), str(DiscrepancyKind.RECEIPT_SHORTFALL))
+WEAPON_COLUMNS = (*WEAPON_FIELDS, "verified_within_policy")
+KINDS = tuple(str(k) for k in DiscrepancyKind)
+STATUS_BY_KIND = {"depot": "in_store", "unit": "issued", "transit": "in_transit", "lost": "lost"}
+
+
+@dataclass
+class DepotAccount:
+    depot: str
+    weapons: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WEAPON_FIELDS, 0))
+    ammunition: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WEAPON_FIELDS, 0))
+    open_discrepancies: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weapons.setdefault("verified_within_policy", 0)
+
+    @property
+    def accountability_rate(self) -> float:
+        on_books = self.weapons["on_books"]
+        if on_books == 0:
+            return 1.0
+        return round(max(0.0, 1 - self.weapons["unaccounted"] / on_books), 4)
+
+    def finish(self) -> None:
+        for tally in (self.weapons, self.ammunition):
+            tally["on_books"] = tally["in_store"] + tally["issued"] + tally["in_transit"]
+
+    def add(self, other: DepotAccount) -> None:
+        for mine, theirs in ((self.weapons, other.weapons), (self.ammunition, other.ammunition)):
+            for name, value in theirs.items():
+                mine[name] = mine.get(name, 0) + value
+        for kind, n in other.open_discrepancies.items():
+            self.open_discrepancies[kind] = self.open_discrepancies.get(kind, 0) + n
+
+
+@dataclass
+class Report:
+    as_of: datetime
+    depots: list[DepotAccount]
+    totals: DepotAccount
+
+
+def accountability(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    depots: list[str] | None = None,
+    as_of: datetime | None = None,
+) -> Report:
+    """The accountability report for `depots` (default: every depot the actor may read) as the
+    books stood at `as_of` (default: now)."""
+    when = as_of or utcnow()
+    chosen = _depots_in_scope(session, actor, depots)
+    accounts = {depot_id: DepotAccount(code) for depot_id, code in chosen}
+    answers_to = _answering_depots(session)
+    flagged_transit = _flagged_transit_holders(as_of)
+    cutoff = when - settings.verification_period
+
+    for holder_id, kind, lost_from, count, unaccounted, verified in session.execute(
+        _weapon_tally(as_of, cutoff, flagged_transit)
+    ):
+        depot_id = answers_to.get(lost_from if kind == "lost" else holder_id)
+        if depot_id in accounts:
+            tally = accounts[depot_id].weapons
+            tally[STATUS_BY_KIND[kind]] += count
+            tally["unaccounted"] += int(unaccounted or 0)
+            tally["verified_within_policy"] += int(verified or 0)
+
+    flagged_ids = set(session.scalars(flagged_transit))
+    for holder_id, kind, rounds in session.execute(_round_balances(as_of)):
+        depot_id = answers_to.get(holder_id)
+        if depot_id in accounts and kind in ("depot", "unit", "transit"):
+            tally = accounts[depot_id].ammunition
+            tally[STATUS_BY_KIND[kind]] += int(rounds)
+            if holder_id in flagged_ids:
+                tally["unaccounted"] += int(rounds)
+    lost_rounds: dict[int, int] = defaultdict(int)
+    for source, destination, source_kind, rounds in session.execute(_lost_round_moves(as_of)):
+        if source_kind == "lost":  # recovered or reversed out of `lost`
+            lost_rounds[answers_to.get(destination, -1)] -= int(rounds)
+        else:
+            lost_rounds[answers_to.get(source, -1)] += int(rounds)
+    for depot_id, account in accounts.items():
+        rounds = max(0, lost_rounds.get(depot_id, 0))
+        account.ammunition["lost"] = rounds
+        account.ammunition["unaccounted"] += rounds
+
+    for depot_id, kind, severity, n, quantity in session.execute(_open_discrepancies(as_of)):
+        if depot_id in accounts:
+            account = accounts[depot_id]
+            account.open_discrepancies[kind] = account.open_discrepancies.get(kind, 0) + n
+            if kind == str(DiscrepancyKind.COUNT_VARIANCE) and severity == "high":
+                account.ammunition["unaccounted"] += int(quantity or 0)
+
+    totals = DepotAccount("TOTAL")
+    for account in accounts.values():
+        account.finish()
+        totals.add(account)
+    totals.finish()
+    ordered = sorted(accounts.values(), key=lambda a: a.depot)
+    return Report(when, ordered, totals)
+
+
+def _depots_in_scope(
+    session: Session, actor: Actor, codes: list[str] | None
+) -> list[tuple[int, str]]:
+    stmt = select(Holder.id, Holder.code).where(Holder.kind == "depot")
+    if codes:
+        found = {code: hid for hid, code in session.execute(stmt.where(Holder.code.in_(codes)))}
+        unknown = sorted(set(codes) - found.keys())
+        if unknown:
+            raise NotFound(f"no depot {', '.join(unknown)}")
+        if actor.role is Role.CLERK and (outside := sorted(set(codes) - actor.depots)):
+            raise Forbidden(f"depot {', '.join(outside)} is not one of your depots")
+        return [(hid, code) for code, hid in found.items()]
+    if actor.role is Role.CLERK:
+        stmt = stmt.where(Holder.code.in_(sorted(actor.depots)))
+    return [(hid, code) for hid, code in session.execute(stmt)]
+
+
+def _answering_depots(session: Session) -> dict[int, int]:
+    """Holder id → the depot that answers for it: a depot itself, a unit's home depot, a
+    transfer's transit account's origin depot."""
+    answers: dict[int, int] = {}
+    for hid, kind, home in session.execute(
+        select(Holder.id, Holder.kind, Holder.home_depot_id).where(
+            Holder.kind.in_(("depot", "unit"))
+        )
+    ):
+        if kind == "depot":
+            answers[hid] = hid
+        elif home is not None:
+            answers[hid] = home
+    for transit, origin in session.execute(
+        select(Transfer.transit_holder_id, Transfer.from_holder_id)
+    ):
+        if origin in answers:
+            answers[transit] = answers[origin]
+    return answers
+
+
+def _open_at(as_of: datetime | None) -> ColumnElement[bool]:
+    """The discrepancy was open (or investigating) at `as_of` (now when None)."""
+    if as_of is None:
+        return Discrepancy.status != "resolved"
+    return and_(
+        Discrepancy.detected_at <= as_of,
+        or_(Discrepancy.resolved_at.is_(None), Discrepancy.resolved_at > as_of),
+    )
+
+
+def _flagged_transit_holders(as_of: datetime | None) -> Select[Any]:
+    """Transit accounts of transfers with an open transit_overdue or receipt_shortfall."""
+    return (
+        select(Transfer.transit_holder_id)
+        .join(Discrepancy, Discrepancy.transfer_id == Transfer.id)
+        .where(Discrepancy.kind.in_(TRANSFER_KINDS), _open_at(as_of))
+        .distinct()
+    )
+
+
+def _positions(as_of: datetime | None) -> Any:
+    """Per weapon: its holder, where its last movement came from, and when that was recorded —
+    from the projection now, or from each weapon's last line recorded by `as_of`."""
+    if as_of is None:
+        return (
+            select(
+                WeaponHolding.weapon_id.label("weapon_id"),
+                WeaponHolding.holder_id.label("holder_id"),
+                Movement.from_holder_id.label("from_holder_id"),
+                Movement.recorded_at.label("arrived_at"),
+            )
+            .join(Movement, Movement.seq == WeaponHolding.movement_seq)
+            .subquery()
+        )
+    later_line, later = aliased(MovementLine), aliased(Movement)
+    return (
+        select(
+            MovementLine.weapon_id.label("weapon_id"),
+            Movement.to_holder_id.label("holder_id"),
+            Movement.from_holder_id.label("from_holder_id"),
+            Movement.recorded_at.label("arrived_at"),
+        )
+        .join(Movement, Movement.seq == MovementLine.movement_seq)
+        .where(
+            MovementLine.weapon_id.is_not(None),
+            Movement.recorded_at <= as_of,
+            ~exists()
+            .where(
+                later_line.weapon_id == MovementLine.weapon_id,
+                later_line.movement_seq > MovementLine.movement_seq,
+                later.seq == later_line.movement_seq,
+                later.recorded_at <= as_of,
+            )
+            .correlate(MovementLine),
+        )
+        .subquery()
+    )
+
+
+def _verified_since(position: Any, as_of: datetime | None, cutoff: datetime) -> Any:
+    if as_of is None:
+        return exists().where(
+            WeaponVerification.weapon_id == position.c.weapon_id,
+            WeaponVerification.verified_at >= cutoff,
+        )
+    return exists().where(
+        StocktakeCount.weapon_id == position.c.weapon_id,
+        Stocktake.id == StocktakeCount.stocktake_id,
+        Stocktake.depot_id == position.c.holder_id,
+        Stocktake.status == "closed",
+        Stocktake.closed_at >= cutoff,
+        Stocktake.closed_at <= as_of,
+    )
+
+
+def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]) -> Any:
+    """Per holder (and, for `lost`, per holder lost from): weapons, how many are unaccounted
+    for, and how many (in store) are within the verification policy."""
+    p = _positions(as_of)
+    holder = aliased(Holder)
+    within_policy = or_(p.c.arrived_at >= cutoff, _verified_since(p, as_of, cutoff))
+    named = exists().where(
+        Discrepancy.weapon_id == p.c.weapon_id,
+        Discrepancy.kind.in_(WEAPON_KINDS),
+        _open_at(as_of),
+    )
+    unaccounted = or_(
+        holder.kind == "lost",
+        named,
+        p.c.holder_id.in_(flagged_transit),
+        and_(holder.kind == "depot", ~within_policy),
+    )
+    lost_from = case((holder.kind == "lost", p.c.from_holder_id), else_=literal(None))
+    one = literal(1)
+    return (
+        select(
+            p.c.holder_id,
+            holder.kind,
+            lost_from,
+            func.count(),
+            func.sum(case((unaccounted, one), else_=0)),
+            func.sum(case((and_(holder.kind == "depot", within_policy), one), else_=0)),
+        )
+        .join(holder, holder.id == p.c.holder_id)
+        .where(holder.kind.in_(tuple(STATUS_BY_KIND)))
+        .group_by(p.c.holder_id, holder.kind, lost_from)
+    )
+
+
+def _round_balances(as_of: datetime | None) -> Any:
+    """Rounds per holder (all lots together), now or as the books stood at `as_of`."""
+    holder = aliased(Holder)
+    if as_of is None:
+        return (
+            select(LotHolding.holder_id, holder.kind, func.sum(LotHolding.quantity))
+            .join(holder, holder.id == LotHolding.holder_id)
+            .group_by(LotHolding.holder_id, holder.kind)
+        )
+    credits = (
+        select(Movement.to_holder_id.label("holder_id"), MovementLine.quantity.label("delta"))
+        .join(Movement, Movement.seq == MovementLine.movement_seq)
+        .where(MovementLine.lot_id.is_not(None), Movement.recorded_at <= as_of)
+    )
+    debits = (
+        select(Movement.from_holder_id, -MovementLine.quantity)
+        .join(Movement, Movement.seq == MovementLine.movement_seq)
+        .where(
+            MovementLine.lot_id.is_not(None),
+            MovementLine.registers.is_(False),
+            Movement.recorded_at <= as_of,
+        )
+    )
+    entries = credits.union_all(debits).subquery()
+    return (
+        select(entries.c.holder_id, holder.kind, func.sum(entries.c.delta))
+        .join(holder, holder.id == entries.c.holder_id)
+        .group_by(entries.c.holder_id, holder.kind)
+    )
+
+
+def _lost_round_moves(as_of: datetime | None) -> Any:
+    """Rounds moved into or out of `lost`, per (from, to) pair."""
+    source, destination = aliased(Holder), aliased(Holder)
+    stmt = (
+        select(
+            Movement.from_holder_id,
+            Movement.to_holder_id,
+            source.kind,
+            func.sum(MovementLine.quantity),
+        )
+        .join(Movement, Movement.seq == MovementLine.movement_seq)
+        .join(source, source.id == Movement.from_holder_id)
+        .join(destination, destination.id == Movement.to_holder_id)
+        .where(
+            MovementLine.lot_id.is_not(None),
+            or_(source.kind == "lost", destination.kind == "lost"),
+        )
+        .group_by(Movement.from_holder_id, Movement.to_holder_id, source.kind)
+    )
+    if as_of is not None:
+        stmt = stmt.where(Movement.recorded_at <= as_of)
+    return stmt
+
+
+def _open_discrepancies(as_of: datetime | None) -> Any:
+    return (
+        select(
+            Discrepancy.depot_id,
+            Discrepancy.kind,
+            Discrepancy.severity,
+            func.count(),
+            func.sum(Discrepancy.quantity),
+        )
+        .where(Discrepancy.depot_id.is_not(None), _open_at(as_of))
+        .group_by(Discrepancy.depot_id, Discrepancy.kind, Discrepancy.severity)
+    )
+
+
+def _plain(account: DepotAccount) -> dict[str, Any]:
+    return {
+        "weapons": {name: account.weapons[name] for name in WEAPON_COLUMNS},
+        "ammunition": {name: account.ammunition[name] for name in WEAPON_FIELDS},
+        "open_discrepancies": dict(sorted(account.open_discrepancies.items())),
+        "accountability_rate": account.accountability_rate,
+    }
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    """The report as the API and the CLI give it."""
+    return {
+        "as_of": audit_log.timestamp(report.as_of),
+        "depots": [{"depot": a.depot, **_plain(a)} for a in report.depots],
+        "totals": _plain(report.totals),
+    }
+
+
+def as_csv(report: Report) -> str:
+    """One header row and one row per depot (no totals row); every cell a plain value."""
+    buffer = io.StringIO()
+    out = csv.writer(buffer)
+    out.writerow(
+        [
+            "as_of",
+            "depot",
+            *(f"weapons_{name}" for name in WEAPON_COLUMNS),
+            *(f"ammunition_{name}" for name in WEAPON_FIELDS),
+            *(f"open_{kind}" for kind in KINDS),
+            "accountability_rate",
+        ]
+    )
+    as_of = audit_log.timestamp(report.as_of)
+    for account in report.depots:
+        out.writerow(
+            [
+                as_of,
+                account.depot,
+                *(account.weapons[name] for name in WEAPON_COLUMNS),
+                *(account.ammunition[name] for name in WEAPON_FIELDS),
+                *(account.open_discrepancies.get(kind, 0) for kind in KINDS),
+                account.accountability_rate,
+            ]
+        )
+    return buffer.getvalue()
