@@ -96,8 +96,9 @@ def resolve_host(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def url_problem(url: str, *, allow_private: bool, resolve: Resolver = resolve_host) -> str | None:
+def url_problem(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> str | None:
     """Why the worker must not POST to `url`, or None if it may."""
+    resolve = resolve or resolve_host
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -141,7 +142,7 @@ def create_subscription(
     kinds: list[str] | None = None,
     severities: list[str] | None = None,
     *,
-    resolve: Resolver = resolve_host,
+    resolve: Resolver | None = None,
 ) -> IssuedSubscription:
     """Subscribe `url` to `events` (with optional filters); the secret is returned only here."""
     if problem := url_problem(
