@@ -75,7 +75,8 @@ class LineSchema(Schema):
     item_type = fields.String()
     lot_id = fields.UUID()
     lot_number = Marking()
-    quantity = fields.Integer(validate=validate.Range(min=1, max=1_000_000_000))
+    # strict: 1.5 rounds is an error, never silently 1
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=1_000_000_000))
 
     @validates_schema
     def one_form(self, data: dict[str, Any], **_: Any) -> None:
