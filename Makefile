@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export INVENTORY_DATABASE_URL ?= sqlite:///$(CURDIR)/instance/inventory.sqlite3
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run test lint typecheck unit soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Long model-based runs of the ledger (hundreds of random sequences); bounded runs are in `make test`.
+soak: $(STAMP)
+	INVENTORY_SOAK=1 $(BIN)/pytest -q -s tests/test_model_based.py
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
