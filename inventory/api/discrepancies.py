@@ -128,25 +128,28 @@ def csv_rows(session: Session, stmt: Any) -> Iterator[str]:
 
     out.writerow(CSV_COLUMNS)
     yield flush()
-    for discrepancy in session.scalars(
-        stmt.order_by(Discrepancy.seq).execution_options(yield_per=1000)
-    ):
-        subject = discrepancies.subject_of(discrepancy)
-        out.writerow(
-            [
-                discrepancy.id,
-                discrepancy.kind,
-                discrepancy.severity,
-                discrepancy.status,
-                discrepancy.depot.code if discrepancy.depot else "",
-                discrepancy.holder.ref if discrepancy.holder else "",
-                *(subject.get(name, "") for name in CSV_COLUMNS[6:13]),
-                audit_log.timestamp(discrepancy.detected_at),
-                audit_log.timestamp(discrepancy.resolved_at) if discrepancy.resolved_at else "",
-                discrepancy.summary,
-            ]
-        )
-        yield flush()
+    try:
+        rows = session.scalars(stmt.order_by(Discrepancy.seq).execution_options(yield_per=1000))
+        for discrepancy in rows:
+            subject = discrepancies.subject_of(discrepancy)
+            out.writerow(
+                [
+                    discrepancy.id,
+                    discrepancy.kind,
+                    discrepancy.severity,
+                    discrepancy.status,
+                    discrepancy.depot.code if discrepancy.depot else "",
+                    discrepancy.holder.ref if discrepancy.holder else "",
+                    *(subject.get(name, "") for name in CSV_COLUMNS[6:13]),
+                    audit_log.timestamp(discrepancy.detected_at),
+                    audit_log.timestamp(discrepancy.resolved_at) if discrepancy.resolved_at else "",
+                    discrepancy.summary,
+                ]
+            )
+            yield flush()
+    finally:
+        # The body streams after the request's teardown closed the session: close it again.
+        session.close()
 
 
 @blp.route("")

@@ -11,9 +11,10 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from ..domain.actors import Role
-from ..services import stocktakes
+from ..services import stocktake_close, stocktakes
 from ..services.lines import LotRef, WeaponRef
-from ..services.stocktakes import CountBatch, CountLine, StocktakeResult
+from ..services.stocktake_close import StocktakeResult
+from ..services.stocktakes import CountBatch, CountLine
 from ..services.unit_of_work import UnitOfWork
 from .auth import allow
 from .context import write
@@ -181,6 +182,6 @@ class Close(MethodView):
         physically verified"""
 
         def close(uow: UnitOfWork) -> StocktakeResult:
-            return stocktakes.close_stocktake(uow, stocktake_id)
+            return stocktake_close.close_stocktake(uow, stocktake_id)
 
         return write(close, StocktakeResultSchema(), status=200)

@@ -9,8 +9,8 @@ from any of those (`lost`). `on_books = in_store + issued + in_transit`.
 Unaccounted, counted once per weapon:
 - lost;
 - or the subject of a discrepancy open at the time of kind count_missing, receipt_shortfall,
-  return_overdue, end_use_missing (by weapon), or in the transit account of a transfer with an
-  open transit_overdue or receipt_shortfall;
+  return_overdue, end_use_missing or sighting_outside_custody (by weapon), or in the transit
+  account of a transfer with an open transit_overdue or receipt_shortfall;
 - or in store and overdue for physical verification: on the depot's books longer than the policy
   period and not verified (counted in a closed stocktake of the depot) within it.
 Rounds unaccounted: lost rounds, rounds in the transit account of a transfer with an open
@@ -62,6 +62,7 @@ WEAPON_KINDS = tuple(
         DiscrepancyKind.RECEIPT_SHORTFALL,
         DiscrepancyKind.RETURN_OVERDUE,
         DiscrepancyKind.END_USE_MISSING,
+        DiscrepancyKind.SIGHTING_OUTSIDE_CUSTODY,
     )
 )
 # Kinds that make everything still in a transfer's transit account unaccounted for.
