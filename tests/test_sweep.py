@@ -154,8 +154,18 @@ def test_a_stocktake_counts_as_physical_verification(world: World, session: Sess
 
 
 def test_the_sweep_is_recorded_and_offered_to_admins_only(world: World, session: Session) -> None:
+    serial = unique("AK")
+    world.receive([serial], occurred_at=ago(days=3))
+    world.issue([serial], occurred_at=ago(days=2), due_back_at=ago(days=1))
     clerk = world.api.token_for("clerk", [world.depot])
     assert_problem(world.api.post("/api/v1/sweep", token=clerk), 403)
+
+    def sweep_records() -> int:
+        session.rollback()
+        query = select(AuditRecord).where(AuditRecord.action == "sweep.run")
+        return len(session.scalars(query).all())
+
+    before = sweep_records()
     response = world.api.post("/api/v1/sweep")
     assert response.status_code == 200, response.get_json()
     assert set(response.get_json()["opened"]) == {
@@ -164,9 +174,11 @@ def test_the_sweep_is_recorded_and_offered_to_admins_only(world: World, session:
         "verification_overdue",
         "end_use_verification_overdue",
     }
-    session.rollback()
-    recorded = session.scalars(select(AuditRecord).where(AuditRecord.action == "sweep.run")).all()
-    assert recorded and all(r.subject == "sweep" for r in recorded)
+    assert response.get_json()["opened"]["return_overdue"] >= 1
+    assert sweep_records() == before + 1
+    again = world.api.post("/api/v1/sweep")
+    assert again.status_code == 200 and sum(again.get_json()["opened"].values()) == 0
+    assert sweep_records() == before + 1  # a sweep that finds nothing changes nothing
 
 
 def test_the_cli_sweeps_as_of_a_given_time(

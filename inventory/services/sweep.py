@@ -62,7 +62,8 @@ class SweepResult:
 
 def run_sweep(uow: UnitOfWork, now: datetime) -> SweepResult:
     """Open every time-based discrepancy that is due at `now` and not already open; record one
-    `sweep.run` audit record with the counts."""
+    `sweep.run` audit record with the counts, or none when the sweep found nothing new (the
+    worker sweeps every minute; an empty sweep changes nothing and is not logged as a change)."""
     session = uow.session
     findings = (
         _transit_overdue(session, now)
@@ -75,7 +76,10 @@ def run_sweep(uow: UnitOfWork, now: datetime) -> SweepResult:
     for discrepancy in opened:
         result.opened[discrepancy.kind] += 1
         result.discrepancies.append(discrepancy.id)
-    uow.record("sweep.run", "sweep", {"now": now, "opened": result.opened})
+    if opened:
+        uow.record("sweep.run", "sweep", {"now": now, "opened": result.opened})
+    else:
+        uow.changed_nothing()
     return result
 
 

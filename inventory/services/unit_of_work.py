@@ -67,12 +67,18 @@ class UnitOfWork:
         self.audit_entry: AuditEntry | None = None
         self.audit_seq: int | None = None
         self.consequences: dict[str, list[Any]] = {}
+        self.read_only = False
 
     def record(self, action: str, subject: str, changes: dict[str, Any]) -> None:
         """Say what this use case changed; exactly one record per state-changing request."""
         if self.audit_entry is not None:
             raise RuntimeError(f"{action}: a request appends one audit record, not two")
         self.audit_entry = AuditEntry(action, subject, jsonable(changes))
+
+    def changed_nothing(self) -> None:
+        """Declare that this run of a write use case found nothing to change: no audit record
+        is appended and the transaction is rolled back."""
+        self.read_only = True
 
     def note_consequence(self, name: str, items: list[Any]) -> None:
         """Add what the use case caused besides its own effect (e.g. discrepancies it opened)
@@ -125,6 +131,10 @@ def run_write(
             result = use_case(uow)
             session.flush()
             entry = uow.audit_entry
+            if entry is None and uow.read_only:
+                body = present(result, uow)
+                session.rollback()
+                return Outcome(status, body)
             if entry is None:
                 raise RuntimeError(f"{use_case.__name__} changed state without an audit record")
             uow.audit_seq = audit_log.append(
