@@ -308,3 +308,55 @@ def report_accountability(depots: tuple[str, ...], as_of_text: str | None, outpu
         click.echo(reports.as_csv(made), nl=False)
     else:
         click.echo(json.dumps(reports.as_json(made)))
+
+
+@main.command("import")
+@click.argument("csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--party",
+    default="LEGACY-REGISTER",
+    show_default=True,
+    help="the party the receipts come from (made if missing)",
+)
+@click.option("--check-only", is_flag=True, help="check the file and report; post nothing")
+def import_register(csv_file: str, party: str, check_only: bool) -> None:
+    """Import a legacy weapons register (CSV; header in README) as receipts, all rows or none.
+    Problems are listed by row and column and nothing is posted."""
+    from pathlib import Path
+
+    from . import importer
+    from .clock import utcnow
+
+    settings = Settings.from_env()
+    path = Path(csv_file)
+    with open(path, encoding="utf-8-sig") as handle:
+        rows = max(sum(1 for _ in handle) - 1, 0)
+    postgres = settings.database_url.startswith("postgresql")
+    # The weapons table grows by the whole register in one transaction: a plan prepared while it
+    # was small (a sequential scan) would be reused for every receipt, so prepare nothing.
+    options = {"prepare_threshold": None} if postgres else {}
+    engine = make_engine(settings.database_url, connect_args=options)
+    # One multi-row INSERT per table and receipt rather than one statement per weapon.
+    engine.dialect.use_insertmanyvalues_wo_returning = True
+    session = make_session_factory(engine)()
+    try:
+        with click.progressbar(length=rows, label="checking", file=sys.stderr) as bar:
+            register = importer.check(session, path, utcnow(), progress=bar.update)
+        for error in register.errors[:1000]:
+            click.echo(str(error), err=True)
+        if len(register.errors) > 1000:
+            click.echo(f"... and {len(register.errors) - 1000} more", err=True)
+        if register.errors:
+            raise click.ClickException(
+                f"{len(register.errors)} problem(s) in {path.name}; nothing was imported"
+            )
+        if check_only:
+            click.echo(f"{register.rows} rows, {len(register.receipts)} receipts: no problems")
+            return
+        context = Context(actor=operator(os.environ.get("USER", "cli")), settings=settings)
+        with click.progressbar(length=register.rows, label="posting", file=sys.stderr) as bar:
+            report = importer.post(session, context, register, path.name, party, bar.update)
+    finally:
+        session.close()
+        engine.dispose()
+    click.echo(f"imported {report.rows} weapons as {report.receipts} receipts from party:{party}")
