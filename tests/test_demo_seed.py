@@ -12,14 +12,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from inventory import create_app, demo
-from inventory.clock import utcnow
 from inventory.db.models import Weapon
 from inventory.services import audit_log
 from inventory.settings import Settings
 
 from .conftest import create_database, drop_database, make_settings
-
-SCALE = 0.2  # a fifth of every batch (at least 40 each): the whole story, in about a second
 
 
 @dataclass
@@ -47,10 +44,12 @@ def loaded(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[D
     sessions = app.extensions["inventory.sessions"]
     session = sessions()
     try:
-        scenario = demo.seed.read("demo", utcnow(), scale=SCALE)
-        report = demo.seed.load(session, settings, scenario)
-        assert report.loaded and report.weapons == scenario.weapon_total()
-        tokens = demo.prepare(session, settings)
+        tokens = demo.prepare(session, settings)  # what `make run` calls on first start
+    finally:
+        session.close()
+    session = sessions()
+    try:
+        assert session.scalar(select(func.count()).select_from(Weapon)) == 5_000
     finally:
         session.close()
     yield Demo(app.test_client(), tokens, settings, sessions)
@@ -82,9 +81,47 @@ def test_overdue_issue_is_on_the_books_with_the_unit(loaded: Demo) -> None:
     ]
 
 
-def test_the_reported_loss_is_an_open_discrepancy(loaded: Demo) -> None:
+def test_the_reported_loss_is_on_the_books(loaded: Demo) -> None:
     (pistol,) = loaded.get("/api/v1/weapons", serial="RM77-03001")["items"]
     assert pistol["status"] == "lost"
+
+
+# Each planted story, as the accountability report must show it: depot -> discrepancy kinds.
+PLANTED = {
+    "D-NORTH": {"return_overdue"},  # 6th Recon Company's patrol kit, due back 60 days ago
+    "D-SOUTH": {"receipt_shortfall", "sighting_outside_custody"},  # short transfer; the PKM
+    "D-EAST": {"count_variance"},  # two crates of 7.62x54R short at the stocktake
+    "D-CAPITAL": {"end_use_verification_overdue", "reported_loss"},  # the export; the pistol
+}
+
+
+def test_the_accountability_report_lists_each_planted_discrepancy(loaded: Demo) -> None:
+    report = loaded.get("/api/v1/reports/accountability")
+    by_depot = {row["depot"]: row for row in report["depots"]}
+    for depot, kinds in PLANTED.items():
+        open_kinds = {kind for kind, n in by_depot[depot]["open_discrepancies"].items() if n}
+        assert kinds <= open_kinds, (depot, by_depot[depot]["open_discrepancies"])
+    assert by_depot["D-NORTH"]["weapons"]["unaccounted"] >= 7  # four rifles, 2 PKM, a launcher
+    assert by_depot["D-SOUTH"]["weapons"]["unaccounted"] >= 4  # three rifles and the PKM
+    assert report["totals"]["accountability_rate"] < 1
+    csv = loaded.client.get(
+        "/api/v1/reports/accountability",
+        query_string={"format": "csv"},
+        headers={"Authorization": f"Bearer {loaded.tokens['auditor']}"},
+    )
+    assert csv.status_code == 200
+    assert "D-NORTH" in csv.get_data(as_text=True)
+
+
+def test_nothing_else_is_flagged(loaded: Demo) -> None:
+    items = loaded.get("/api/v1/discrepancies", limit=1000)["items"]
+    assert {d["kind"] for d in items} == set().union(*PLANTED.values())
+
+
+def test_the_sighted_weapon_traces_to_its_depot(loaded: Demo) -> None:
+    trace = loaded.get("/api/v1/trace", role="monitor", serial="RP86-00512")
+    (candidate,) = trace["items"]
+    assert candidate["last_accountable_holder"]["holder"] == "depot:D-SOUTH"
 
 
 def test_the_audit_log_verifies(loaded: Demo) -> None:

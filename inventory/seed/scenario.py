@@ -124,8 +124,11 @@ class Scenario:
                 continue
             batch = self._batch(pick["batch"])
             first, count = int(pick.get("first", 0)), int(pick["count"])
-            if self.scale < 1:
-                first, count = int(first * self.scale), max(1, round(count * self.scale))
+            if self.scale < 1:  # a scaled pick keeps at least 10 (or all, if fewer)
+                first, count = (
+                    int(first * self.scale),
+                    max(min(count, 10), round(count * self.scale)),
+                )
             if first + count > self.batch_count(batch):
                 raise ScenarioError(
                     f"story picks weapons {first}..{first + count - 1} of batch {batch.id}, "
