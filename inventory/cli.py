@@ -334,8 +334,8 @@ def import_register(csv_file: str, party: str, check_only: bool) -> None:
     postgres = settings.database_url.startswith("postgresql")
     # The weapons table grows by the whole register in one transaction: a plan prepared while it
     # was small (a sequential scan) would be reused for every receipt, so prepare nothing.
-    options = {"prepare_threshold": None} if postgres else {}
-    engine = make_engine(settings.database_url, connect_args=options)
+    options = {"connect_args": {"prepare_threshold": None}} if postgres else {}
+    engine = make_engine(settings.database_url, **options)
     # One multi-row INSERT per table and receipt rather than one statement per weapon.
     engine.dialect.use_insertmanyvalues_wo_returning = True
     session = make_session_factory(engine)()

@@ -135,3 +135,28 @@ def test_naive_and_future_times_are_refused() -> None:
     with pytest.raises(ValueError, match="no UTC offset"):
         importer.received_at("1999-03-14T10:00:00")
     assert importer.received_at("1999-03-14T10:00:00+02:00").utcoffset() is not None
+
+
+def test_the_command_lists_problems_by_row_and_posts_only_a_clean_file(
+    api: Api, database_url: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from inventory.cli import main
+
+    world = make_world(api)
+    serial = unique("S")
+    env = {
+        "INVENTORY_DATABASE_URL": database_url,
+        "INVENTORY_SIGNING_KEY": str(tmp_path / "key.pem"),
+    }
+    bad = write_register(tmp_path / "bad.csv", [row(world, serial, origin="found")])
+    failed = CliRunner().invoke(main, ["import", str(bad)], env=env)
+    assert failed.exit_code == 1
+    assert "row 2, origin: 'found' is not one of" in failed.output
+    assert "nothing was imported" in failed.output
+    good = write_register(tmp_path / "good.csv", [row(world, serial)])
+    done = CliRunner().invoke(main, ["import", str(good)], env=env)
+    assert done.exit_code == 0, done.output
+    assert "imported 1 weapons as 1 receipts" in done.output
+    assert world.weapon(serial)["holder"] == f"depot:{world.depot}"
