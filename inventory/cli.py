@@ -156,7 +156,15 @@ def demo_prepare() -> None:
     with."""
     settings = Settings.from_env()
     with open_session(settings) as session:
-        issued = demo_setup.prepare(session, settings, progress_bar=_seed_progress_bar)
+        loaded = demo_setup.load_scenario(session, settings, progress_bar=_seed_progress_bar)
+        issued = demo_setup.prepare(session, settings)
+    if loaded.loaded:
+        click.echo(
+            f"Loaded the demo scenario (seeds/demo): {loaded.weapons} weapons, {loaded.lots} "
+            "lots, and a story that leaves something unaccounted for:"
+        )
+        for line in loaded.steps:
+            click.echo(f"  - {line}")
     click.echo("\nStockpile is starting on http://127.0.0.1:8000 (docs: /api/v1/docs)")
     click.echo("Tokens to try it with (Authorization: Bearer <token>):")
     for role, secret in issued.items():
