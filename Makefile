@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export INVENTORY_DATABASE_URL ?= sqlite:///$(CURDIR)/instance/inventory.sqlite3
 
-.PHONY: run test lint typecheck unit soak install clean
+.PHONY: run test lint typecheck unit soak bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: lint typecheck unit
 # Long model-based runs of the ledger (hundreds of random sequences); bounded runs are in `make test`.
 soak: $(STAMP)
 	INVENTORY_SOAK=1 $(BIN)/pytest -q -s tests/test_model_based.py
+
+# Benchmarks on a scratch PostgreSQL database of 1,000,000 weapons (then SQLite, smaller); prints a
+# table and writes bench/results/<timestamp>.json. Not part of `make test`. BENCH_ARGS to adjust.
+bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

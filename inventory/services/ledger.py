@@ -62,6 +62,10 @@ from .unit_of_work import UnitOfWork
 
 _LOT_HOLDINGS: Table = LotHolding.__table__  # type: ignore[assignment]
 _WEAPON_HOLDINGS: Table = WeaponHolding.__table__  # type: ignore[assignment]
+# Core tables for the bulk inserts: one multi-row INSERT per batch, without the ORM's bookkeeping.
+_WEAPONS: Table = Weapon.__table__  # type: ignore[assignment]
+_LOTS: Table = Lot.__table__  # type: ignore[assignment]
+_LINES: Table = MovementLine.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -371,9 +375,9 @@ def _record(
     seq = movement.seq
 
     if plan.new_weapons:
-        session.execute(insert(Weapon), [{**w, "registered_by": seq} for w in plan.new_weapons])
+        session.execute(insert(_WEAPONS), [{**w, "registered_by": seq} for w in plan.new_weapons])
         session.execute(
-            insert(WeaponHolding),
+            insert(_WEAPON_HOLDINGS),
             [
                 {"weapon_id": w["id"], "holder_id": destination.id, "movement_seq": seq}
                 for w in plan.new_weapons
@@ -382,11 +386,11 @@ def _record(
     if plan.moving_weapons:
         move_weapons(session, plan.moving_weapons, source, destination, seq)
     if plan.new_lots:
-        session.execute(insert(Lot), [{**lot, "registered_by": seq} for lot in plan.new_lots])
+        session.execute(insert(_LOTS), [{**lot, "registered_by": seq} for lot in plan.new_lots])
     if plan.lot_credits:
         move_lots(session, plan, source, destination)
     session.execute(
-        insert(MovementLine),
+        insert(_LINES),
         [
             {
                 "movement_seq": seq,

@@ -287,12 +287,32 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
     for, and how many (in store) are within the verification policy."""
     p = _positions(as_of)
     holder = aliased(Holder)
-    within_policy = or_(p.c.arrived_at >= cutoff, _verified_since(p, as_of, cutoff))
-    named = exists().where(
-        Discrepancy.weapon_id == p.c.weapon_id,
-        Discrepancy.kind.in_(WEAPON_KINDS),
-        _open_at(as_of),
+    # Outer joins to the (small) sets of named and verified weapons: one hash join each instead
+    # of a correlated subquery per weapon, which took most of the report's time at 1,000,000.
+    named_weapons = (
+        select(Discrepancy.weapon_id.label("weapon_id"))
+        .where(
+            Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)
+        )
+        .distinct()
+        .subquery()
     )
+    named = named_weapons.c.weapon_id.is_not(None)
+    positions = p.outerjoin(named_weapons, named_weapons.c.weapon_id == p.c.weapon_id)
+    if as_of is None:
+        verified_weapons = (
+            select(WeaponVerification.weapon_id.label("weapon_id"))
+            .where(WeaponVerification.verified_at >= cutoff)
+            .distinct()
+            .subquery()
+        )
+        verified = verified_weapons.c.weapon_id.is_not(None)
+        positions = positions.outerjoin(
+            verified_weapons, verified_weapons.c.weapon_id == p.c.weapon_id
+        )
+    else:
+        verified = _verified_since(p, as_of, cutoff)
+    within_policy = or_(p.c.arrived_at >= cutoff, verified)
     unaccounted = or_(
         holder.kind == "lost",
         named,
@@ -310,6 +330,7 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
             func.sum(case((unaccounted, one), else_=0)),
             func.sum(case((and_(holder.kind == "depot", within_policy), one), else_=0)),
         )
+        .select_from(positions)
         .join(holder, holder.id == p.c.holder_id)
         .where(holder.kind.in_(tuple(STATUS_BY_KIND)))
         .group_by(p.c.holder_id, holder.kind, lost_from)

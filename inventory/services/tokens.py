@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ..db.models import Holder, Token
 from ..domain.actors import Actor, Role
@@ -71,7 +71,16 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID) -> Token:
 
 def authenticate(session: Session, secret: str) -> Actor | None:
     """The actor a presented secret stands for, or None if it is unknown or revoked."""
-    token = session.scalar(select(Token).where(Token.secret_sha256 == _digest(secret)))
+    # One round trip on every request: the token and its depots together.
+    token = (
+        session.scalars(
+            select(Token)
+            .options(joinedload(Token.depots))
+            .where(Token.secret_sha256 == _digest(secret))
+        )
+        .unique()
+        .first()
+    )
     if token is None or token.revoked_at is not None:
         return None
     return Actor(
