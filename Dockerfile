@@ -20,6 +20,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY inventory ./inventory
 COPY migrations ./migrations
+COPY seeds ./seeds
 # Editable on purpose: the migrations are not part of the package, and `inventory db upgrade`
 # finds them beside the source (inventory/db/migrate.py), i.e. in /app/migrations.
 RUN pip install --editable .

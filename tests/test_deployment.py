@@ -177,3 +177,9 @@ def test_gunicorn_lines_are_json_too(capsys: pytest.CaptureFixture[str]) -> None
         for handler in list(logger.error_log.handlers):
             logger.error_log.removeHandler(handler)
     assert entry["logger"] == "gunicorn.error" and entry["message"] == "Booting worker with pid: 42"
+
+
+def test_the_image_carries_what_the_cli_reads_at_run_time() -> None:
+    """Migrations and seed scenarios are read from the source tree beside the package."""
+    copied = {args.split()[0] for keyword, args in dockerfile() if keyword == "COPY"}
+    assert {"inventory", "migrations", "seeds"} <= copied
