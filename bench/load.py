@@ -269,20 +269,20 @@ def pgbench(url: str, clients: int, seconds: int, depots: int, big: int) -> dict
 def return_all(url: str, port: int, token: str, plans: list[dict[str, Any]]) -> None:
     """Return the plans' weapons a run left issued, so the next run starts with an issue."""
     time.sleep(2)  # wrk stops without waiting for its last requests; let the server finish them
-    from sqlalchemy import bindparam, text
+    from sqlalchemy import select
 
     from inventory.db.engine import make_engine
+    from inventory.db.models import Holder, WeaponHolding
 
     engine = make_engine(url)
+    wanted = [uuid.UUID(w) for p in plans for w in p["weapons"]]
     with engine.connect() as conn:
         held = {
-            str(uuid.UUID(str(weapon_id)))
-            for (weapon_id,) in conn.execute(
-                text(
-                    "SELECT h.weapon_id FROM weapon_holdings h JOIN holders u "
-                    "ON u.id = h.holder_id WHERE u.kind = 'unit' AND h.weapon_id IN :ids"
-                ).bindparams(bindparam("ids", expanding=True)),
-                {"ids": [uuid.UUID(w) for p in plans for w in p["weapons"]]},
+            str(weapon_id)
+            for weapon_id in conn.scalars(
+                select(WeaponHolding.weapon_id)
+                .join(Holder, Holder.id == WeaponHolding.holder_id)
+                .where(Holder.kind == "unit", WeaponHolding.weapon_id.in_(wanted))
             )
         }
     engine.dispose()

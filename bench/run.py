@@ -65,17 +65,18 @@ def main() -> None:
         "args": vars(args),
         "backends": {},
     }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     if not args.only_sqlite:
         check_consistency(args.server)
         scale = seed.Scale(args.weapons, args.depots, args.lots, args.big_depot, args.audit)
         report["backends"]["postgresql"] = run_backend(args.server, scale, args, only)
+        path.write_text(json.dumps(report, indent=2))  # kept even if the SQLite run fails
     if not args.skip_sqlite:
         weapons = args.sqlite_weapons
         scale = seed.Scale(weapons, 10, 200, min(args.big_depot, weapons // 2), args.audit // 4)
         report["backends"]["sqlite"] = run_backend("sqlite", scale, args, only)
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(report, indent=2))
     print_table(report)
     print(f"\nwritten to {path}")
