@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 from sqlalchemy.orm import Session
@@ -18,7 +18,8 @@ from . import logs
 from .db import migrate
 from .db.engine import make_engine, make_session_factory
 from .domain.actors import operator
-from .services import audit_log, projection, tokens
+from .services import audit_log, checkpoints, projection, tokens
+from .services.errors import ServiceError
 from .services.unit_of_work import Context, UnitOfWork, run_write
 from .settings import Settings
 
@@ -221,27 +222,41 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; exit 0 if it verifies, 1 naming the first bad record if not."""
-    with open_session(Settings.from_env()) as session:
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.File("r"),
+    help="a checkpoint (JSON, as the API gave it) the log must still extend",
+)
+def audit_verify(checkpoint_file: IO[str] | None) -> None:
+    """Walk the hash chain and the signed checkpoints; exit 0 if it verifies, 1 naming the first
+    bad record if not."""
+    settings = Settings.from_env()
+    kept = None
+    if checkpoint_file is not None:
+        try:
+            kept = checkpoints.Checkpoint.from_json(json.load(checkpoint_file))
+        except (ValueError, ServiceError) as error:
+            raise click.BadParameter(str(error), param_hint="--checkpoint") from error
+    with open_session(settings) as session:
         total = audit_log.length(session)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-            verdict = audit_log.verify(session, progress=bar.update)
-    if verdict.ok:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": True,
-                    "length": verdict.length,
-                    "head": {"seq": verdict.head_seq, "hash": verdict.head_hash},
-                }
-            )
+            verdict = checkpoints.verify(session, settings, progress=bar.update, kept=kept)
+    click.echo(json.dumps(verdict.report()))
+    if not verdict.ok:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain head as a checkpoint and print it (JSON); keep it to verify against later."""
+    try:
+        body = run_as_operator(
+            Settings.from_env(), checkpoints.make_checkpoint, lambda made, _uow: made.as_json()
         )
-        return
-    click.echo(
-        json.dumps({"ok": False, "first_bad_seq": verdict.first_bad_seq, "reason": verdict.reason})
-    )
-    sys.exit(1)
+    except ServiceError as error:
+        raise click.ClickException(error.detail) from error
+    click.echo(json.dumps(body))
 
 
 @main.command("worker")

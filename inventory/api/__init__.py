@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import (
     alerts,
+    audit,
     auth,
     context,
     discrepancies,
@@ -42,6 +43,7 @@ BLUEPRINTS = [
     discrepancies.blp,
     discrepancies.sweep_blp,
     reports.blp,
+    audit.blp,
 ]
 
 

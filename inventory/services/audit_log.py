@@ -3,17 +3,19 @@ own transaction, through `append` (called by the unit of work just before commit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import LargeBinary, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..db.models import AuditHead, AuditRecord
+from ..db.types import UTCDateTime
 from ..domain.actors import Actor
-from ..domain.audit_chain import Verdict, canonical_bytes, chain_hash, verify_chain
+from ..domain.audit_chain import Pin, Verdict, canonical_parts, chain_hash, verify_chain
 
 _HEAD: Table = AuditHead.__table__  # type: ignore[assignment]
 _RECORDS: Table = AuditRecord.__table__  # type: ignore[assignment]
@@ -35,14 +37,7 @@ def append(
     changes: dict[str, Any],
 ) -> int:
     """Append one record and return its seq. Takes the chain head's row lock, so call it last."""
-    seq, prev_hash = session.execute(
-        update(_HEAD)
-        .where(_HEAD.c.id == 1)
-        .values(seq=_HEAD.c.seq + 1)
-        .returning(_HEAD.c.seq, _HEAD.c.hash)
-    ).one()
     indexed = {
-        "seq": seq,
         "recorded_at": timestamp(now),
         "actor": actor.name,
         "role": str(actor.role),
@@ -50,14 +45,61 @@ def append(
         "subject": subject,
         "request_id": request_id,
     }
-    body = canonical_bytes({**indexed, "changes": changes})
+    before, after = canonical_parts({**indexed, "changes": changes})
+    columns = {**indexed, "recorded_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        return _append_in_one_statement(session, columns, before, after)
+    seq, prev_hash = session.execute(
+        update(_HEAD)
+        .where(_HEAD.c.id == 1)
+        .values(seq=_HEAD.c.seq + 1)
+        .returning(_HEAD.c.seq, _HEAD.c.hash)
+    ).one()
+    body = before + str(seq).encode("ascii") + after
     digest = chain_hash(prev_hash, body)
     session.execute(
         insert(_RECORDS).values(
-            {**indexed, "recorded_at": now, "body": body, "prev_hash": prev_hash, "hash": digest}
+            {**columns, "seq": seq, "body": body, "prev_hash": prev_hash, "hash": digest}
         )
     )
     session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=digest))
+    return int(seq)
+
+
+# One round trip instead of three: the head's lock is then held for as short a time as the
+# commit allows. The database puts in the seq it assigns and computes the same SHA-256 as
+# `chain_hash`; FOR UPDATE makes `previous` the newest head even after waiting for its lock.
+_APPEND = text(
+    """
+WITH previous AS (
+    SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE
+), advanced AS (
+    UPDATE audit_head AS head
+    SET seq = previous.seq + 1,
+        hash = encode(sha256(decode(previous.hash, 'hex') || :before
+            || convert_to(CAST(previous.seq + 1 AS text), 'UTF8') || :after), 'hex')
+    FROM previous
+    WHERE head.id = 1
+    RETURNING head.seq, head.hash, previous.hash AS prev_hash
+)
+INSERT INTO audit_records
+    (seq, recorded_at, actor, role, action, subject, request_id, body, prev_hash, hash)
+SELECT seq, :recorded_at, :actor, :role, :action, :subject, :request_id,
+    :before || convert_to(CAST(seq AS text), 'UTF8') || :after, prev_hash, hash
+FROM advanced
+RETURNING seq
+"""
+).bindparams(
+    bindparam("before", type_=LargeBinary()),
+    bindparam("after", type_=LargeBinary()),
+    bindparam("recorded_at", type_=UTCDateTime()),
+)
+
+
+def _append_in_one_statement(
+    session: Session, columns: dict[str, Any], before: bytes, after: bytes
+) -> int:
+    seq = session.execute(_APPEND, {**columns, "before": before, "after": after}).scalar_one()
     return int(seq)
 
 
@@ -86,6 +128,7 @@ class _Row:
 
 
 def head(session: Session) -> tuple[int, str]:
+    """The chain head: the last seq appended and its hash."""
     seq, digest = session.execute(select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1)).one()
     return int(seq), digest
 
@@ -94,27 +137,66 @@ def length(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(_RECORDS)) or 0)
 
 
-def stream(session: Session, batch: int = 10_000) -> Iterator[_Row]:
-    """Every record in seq order, read in batches so a long log never sits in memory at once."""
+def record_hash(session: Session, seq: int) -> str | None:
+    """The stored hash of record `seq`, or None if there is no such record."""
+    return session.scalar(select(_RECORDS.c.hash).where(_RECORDS.c.seq == seq))
+
+
+def read_snapshot(session: Session) -> None:
+    """End the session's transaction and begin a read that sees the log at one moment, so records
+    committed during a long walk cannot look like records beyond the head."""
+    session.rollback()
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    # SQLite in WAL mode: a read transaction already sees one snapshot from its first read.
+
+
+def stream(
+    session: Session, *, after: int = 0, upto: int | None = None, batch: int = 10_000
+) -> Generator[_Row, None, None]:
+    """Records with `after` < seq <= `upto`, in seq order, read in batches so a long log never
+    sits in memory at once."""
     columns = [_RECORDS.c[name] for name in _Row.__slots__]
-    result = session.execute(
-        select(*columns).order_by(_RECORDS.c.seq).execution_options(yield_per=batch)
-    )
-    for row in result:
-        yield _Row(*row)
+    stmt = select(*columns).where(_RECORDS.c.seq > after)
+    if upto is not None:
+        stmt = stmt.where(_RECORDS.c.seq <= upto)
+    result = session.execute(stmt.order_by(_RECORDS.c.seq).execution_options(yield_per=batch))
+    try:
+        for row in result:
+            yield _Row(*row)
+    finally:
+        result.close()  # a walk that stops at a bad record must not leave a server cursor open
 
 
-def verify(session: Session, progress: Callable[[int], None] | None = None) -> Verdict:
-    """Walk the whole chain; `progress` is told how many records have been read so far."""
+def verify(
+    session: Session,
+    progress: Callable[[int], None] | None = None,
+    pins: Iterable[Pin] = (),
+) -> Verdict:
+    """Walk the whole chain as the session's transaction sees it (begin it with `read_snapshot`),
+    holding it to the chain head and to `pins`; `progress` is told how many records were read."""
     head_seq, head_hash = head(session)
-    records: Iterator[_Row] = stream(session)
-    if progress is not None:
-        records = _counting(records, progress)
-    return verify_chain(records, head_seq, head_hash)
+    with closing(stream(session)) as records:
+        counted = records if progress is None else _counting(records, progress)
+        return verify_chain(counted, head_seq, head_hash, pins=pins)
 
 
-def _counting(rows: Iterator[_Row], progress: Callable[[int], None]) -> Iterator[_Row]:
-    for count, row in enumerate(rows, start=1):
-        if count % 10_000 == 0:
-            progress(10_000)
+def verify_segment(session: Session, after: tuple[int, str], upto: tuple[int, str]) -> Verdict:
+    """Verify that the records after `after` (seq, hash) lead, link by link, to `upto`. Records
+    appended after `upto` are not read, so concurrent writers do not disturb the walk."""
+    with closing(stream(session, after=after[0], upto=upto[0])) as records:
+        return verify_chain(records, *upto, after=after)
+
+
+def _counting(
+    rows: Iterator[_Row], progress: Callable[[int], None], every: int = 10_000
+) -> Iterator[_Row]:
+    unreported = 0
+    for row in rows:
+        unreported += 1
+        if unreported == every:
+            progress(unreported)
+            unreported = 0
         yield row
+    if unreported:
+        progress(unreported)  # the last, partial batch
