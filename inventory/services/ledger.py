@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from ..db.bulk import insert_rows
 from ..db.models import (
     Holder,
     ItemType,
@@ -375,9 +376,10 @@ def _record(
     seq = movement.seq
 
     if plan.new_weapons:
-        session.execute(insert(_WEAPONS), [{**w, "registered_by": seq} for w in plan.new_weapons])
-        session.execute(
-            insert(_WEAPON_HOLDINGS),
+        insert_rows(session, _WEAPONS, [{**w, "registered_by": seq} for w in plan.new_weapons])
+        insert_rows(
+            session,
+            _WEAPON_HOLDINGS,
             [
                 {"weapon_id": w["id"], "holder_id": destination.id, "movement_seq": seq}
                 for w in plan.new_weapons
@@ -386,11 +388,12 @@ def _record(
     if plan.moving_weapons:
         move_weapons(session, plan.moving_weapons, source, destination, seq)
     if plan.new_lots:
-        session.execute(insert(_LOTS), [{**lot, "registered_by": seq} for lot in plan.new_lots])
+        insert_rows(session, _LOTS, [{**lot, "registered_by": seq} for lot in plan.new_lots])
     if plan.lot_credits:
         move_lots(session, plan, source, destination)
-    session.execute(
-        insert(_LINES),
+    insert_rows(
+        session,
+        _LINES,
         [
             {
                 "movement_seq": seq,
