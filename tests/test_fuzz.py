@@ -1,7 +1,9 @@
 """Schemathesis fuzzing of every operation in /api/v1/openapi.json, in-process over WSGI, with the
 token of each role: admin, a clerk of one depot, an auditor and a monitor.
 
-Each operation gets a few schema-valid (positive) and a few schema-violating (negative) requests.
+Each operation gets a few schema-valid (positive) and a few schema-violating (negative) requests;
+operations that read one weapon, lot, movement, depot or item type also read a real one (random
+ids only reach the 404), so their 200 bodies are checked against the schema too.
 Every reply must be free of 5xx, match its documented response schema, and every error reply
 must be an RFC 9457 problem (application/problem+json with type, title, status and detail).
 All failures of a run are collected and reported together, one entry per operation and mode.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
@@ -28,6 +31,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from inventory.services import subscriptions
 
 from .conftest import Api, unique
+from .ledger_helpers import make_world
 
 SOAK = os.environ.get("INVENTORY_SOAK") == "1"
 EXAMPLES = 60 if SOAK else 3
@@ -58,6 +62,35 @@ def schema(app: Flask) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
 
 
+@dataclass
+class Stock:
+    """A depot holding a received weapon and lot, and the path parameters that name them."""
+
+    depot: str
+    known: dict[str, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def stock(app: Flask, admin_token: str) -> Stock:
+    world = make_world(Api(app.test_client(), admin_token))
+    serial, lot = unique("FUZZ"), unique("LOT")
+    receipt = world.receive([serial], {lot: 100}).get_json()
+    ids = {line.get("serial") or line["lot_number"]: line for line in receipt["lines"]}
+    weapon, lot_id = ids[serial]["weapon_id"], ids[lot]["lot_id"]
+    return Stock(
+        world.depot,
+        {
+            "GET /api/v1/depots/{code}": {"code": world.depot},
+            "GET /api/v1/item-types/{code}": {"code": world.rifle},
+            "GET /api/v1/movements/{movement_id}": {"movement_id": receipt["id"]},
+            "GET /api/v1/weapons/{weapon_id}": {"weapon_id": weapon},
+            "GET /api/v1/weapons/{weapon_id}/history": {"weapon_id": weapon},
+            "GET /api/v1/lots/{lot_id}": {"lot_id": lot_id},
+            "GET /api/v1/lots/{lot_id}/history": {"lot_id": lot_id},
+        },
+    )
+
+
 @pytest.fixture
 def no_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Webhook URLs are judged by what their host resolves to; fuzzed hosts must not hit DNS."""
@@ -69,13 +102,9 @@ def _raise(error: Exception) -> NoReturn:
     raise error
 
 
-def token_of(api: Api, role: str) -> str:
+def token_of(api: Api, role: str, depot: str) -> str:
     if role == "admin":
         return api.token
-    depot = unique("FZ")
-    if role == "clerk":
-        created = api.post("/api/v1/depots", json={"code": depot, "name": f"Fuzz {depot}"})
-        assert created.status_code == 201, created.get_json()
     return api.token_for(role, [depot] if role == "clerk" else [])
 
 
@@ -112,21 +141,30 @@ def fuzz(
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_operation_survives_fuzzing(
-    api: Api, schema: schemathesis.BaseSchema, backend: str, role: str, no_dns: None
+    api: Api, schema: schemathesis.BaseSchema, stock: Stock, backend: str, role: str, no_dns: None
 ) -> None:
-    headers = {"Authorization": f"Bearer {token_of(api, role)}"}
+    headers = {"Authorization": f"Bearer {token_of(api, role, stock.depot)}"}
     # DELETE /tokens gets a throwaway token, so the fuzz never revokes the tokens it runs with.
     throwaway = api.post("/api/v1/tokens", json={"name": unique("fuzz"), "role": "monitor"})
-    fixed = {"DELETE /api/v1/tokens/{token_id}": {"token_id": throwaway.get_json()["id"]}}
+    revocable = {"token_id": throwaway.get_json()["id"]}
     failures: list[str] = []
     sent = 0
     for result in schema.get_all_operations():
         # An operation schemathesis cannot read is a documentation bug: raise it.
         operation = result.ok() if isinstance(result, Ok) else _raise(result.err())
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            path_parameters = fixed.get(operation.label)
-            extra = {"path_parameters": path_parameters} if path_parameters else {}
-            count, failure = fuzz(operation, mode, headers, extra)
+        runs: list[tuple[GenerationMode, dict[str, Any]]] = [
+            (GenerationMode.POSITIVE, {}),
+            (GenerationMode.NEGATIVE, {}),
+        ]
+        if operation.label == "DELETE /api/v1/tokens/{token_id}":
+            runs = [(mode, {"path_parameters": revocable}) for mode, _ in runs]
+        if operation.label in stock.known:
+            # Random ids only ever reach the 404: also read real stock, so 200 bodies are checked.
+            runs.append(
+                (GenerationMode.POSITIVE, {"path_parameters": stock.known[operation.label]})
+            )
+        for mode, fixed in runs:
+            count, failure = fuzz(operation, mode, headers, fixed)
             sent += count
             if failure:
                 failures.append(failure)
