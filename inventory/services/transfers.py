@@ -27,7 +27,7 @@ from ..db.models import (
 from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import Kind
-from . import holders, ledger, outbox
+from . import holders, ledger, outbox, posting_plan
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .ledger import Plan, PostedLine, movement_lines
 from .lines import Line, LotRow, WeaponRow
@@ -113,7 +113,7 @@ def dispatch(uow: UnitOfWork, order: TransferOrder) -> TransferView:
             f"({uow.now.isoformat()})",
             field="expected_by",
         )
-    plan = ledger.plan_moves(session, Kind.DISPATCH, uow.now, order.lines)
+    plan = posting_plan.plan_moves(session, Kind.DISPATCH, uow.now, order.lines)
     transfer_id = uuid.uuid4()
     transit = Holder(
         kind="transit",
