@@ -16,7 +16,12 @@ from ..domain.actors import Role
 from ..domain.movements import Kind
 from ..services import custody, ledger
 from ..services.ledger import MovementRequest, PostedLine, PostedMovement
-from ..services.lines import Line, LotRef, LotRegistration, WeaponRef, WeaponRegistration
+from ..services.lines import (
+    Line,
+    LotRegistration,
+    WeaponRegistration,
+    reference_from,
+)
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session, write
@@ -105,19 +110,7 @@ class LineSchema(Schema):
             return WeaponRegistration(**data["weapon"])
         if "lot" in data:
             return LotRegistration(quantity=data["quantity"], **data["lot"])
-        if "lot_id" in data or "lot_number" in data:
-            return LotRef(
-                quantity=data["quantity"],
-                lot_id=data.get("lot_id"),
-                lot_number=data.get("lot_number"),
-                item_type=data.get("item_type"),
-            )
-        return WeaponRef(
-            weapon_id=data.get("weapon_id"),
-            serial=data.get("serial"),
-            manufacturer=data.get("manufacturer"),
-            item_type=data.get("item_type"),
-        )
+        return reference_from(data)
 
 
 class MovementInSchema(Schema):

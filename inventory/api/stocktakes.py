@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from ..domain.actors import Role
 from ..services import stocktake_close, stocktakes
-from ..services.lines import LotRef, WeaponRef
+from ..services.lines import reference_from
 from ..services.stocktake_close import StocktakeResult
 from ..services.stocktakes import CountBatch, CountLine
 from ..services.unit_of_work import UnitOfWork
@@ -73,19 +73,7 @@ class CountLineSchema(Schema):
 
     @post_load
     def to_line(self, data: dict[str, Any], **_: Any) -> CountLine:
-        if "lot_id" in data or "lot_number" in data:
-            return LotRef(
-                quantity=data["quantity"],
-                lot_id=data.get("lot_id"),
-                lot_number=data.get("lot_number"),
-                item_type=data.get("item_type"),
-            )
-        return WeaponRef(
-            weapon_id=data.get("weapon_id"),
-            serial=data.get("serial"),
-            manufacturer=data.get("manufacturer"),
-            item_type=data.get("item_type"),
-        )
+        return reference_from(data)
 
 
 class CountsInSchema(Schema):

@@ -57,6 +57,23 @@ class LotRef:
 Line = WeaponRegistration | WeaponRef | LotRegistration | LotRef
 
 
+def reference_from(fields: dict[str, Any]) -> WeaponRef | LotRef:
+    """The weapon or lot a validated request line names (lot lines carry a quantity)."""
+    if "lot_id" in fields or "lot_number" in fields:
+        return LotRef(
+            quantity=fields["quantity"],
+            lot_id=fields.get("lot_id"),
+            lot_number=fields.get("lot_number"),
+            item_type=fields.get("item_type"),
+        )
+    return WeaponRef(
+        weapon_id=fields.get("weapon_id"),
+        serial=fields.get("serial"),
+        manufacturer=fields.get("manufacturer"),
+        item_type=fields.get("item_type"),
+    )
+
+
 @dataclass(frozen=True)
 class WeaponRow:
     """What a message about a weapon needs: its id and how it is marked."""
