@@ -210,10 +210,14 @@ def check_database(url: str) -> None:
 def test_sixteen_clients_on_postgresql(backend: str, tmp_path: Path) -> None:
     if backend != "postgresql":
         pytest.skip("row locks and deadlock retries are PostgreSQL's; SQLite has its own test")
-    print("postgresql contention:", contend(backend, tmp_path, clients=16))
+    outcome = contend(backend, tmp_path, clients=16)
+    print("postgresql contention:", outcome)
+    assert set(outcome) <= {"requests", "201", "409"} and outcome.get("201", 0) > 0
 
 
 def test_sqlite_writers_queue_instead_of_failing(backend: str, tmp_path: Path) -> None:
     if backend != "sqlite":
         pytest.skip("the PostgreSQL crowd is bigger; see test_sixteen_clients_on_postgresql")
-    print("sqlite contention:", contend(backend, tmp_path, clients=4))
+    outcome = contend(backend, tmp_path, clients=4)
+    print("sqlite contention:", outcome)
+    assert set(outcome) <= {"requests", "201", "409"} and outcome.get("201", 0) > 0
