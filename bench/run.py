@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load  # noqa: E402
+import scratch  # noqa: E402
 import seed  # noqa: E402
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -88,7 +89,7 @@ def check_consistency(server: str) -> None:
     from inventory.services import audit_log, projection
 
     scale = seed.Scale(20_000, 5, 50, 5_000, 1_000)
-    with seed.scratch_database(server, "benchcheck") as url:
+    with scratch.scratch_database(server, "benchcheck") as url:
         seed.reference_data(url, scale)
         seed.seed_postgres(url, scale)
         seed.synthetic_audit(url, scale.audit_records)
@@ -109,7 +110,7 @@ def run_backend(server: str, scale: seed.Scale, args: argparse.Namespace, only: 
     result: dict[str, Any] = {"scale": vars(scale), "measurements": {}}
     measured = result["measurements"]
     want: Callable[[int], bool] = lambda n: not only or n in only  # noqa: E731
-    with seed.scratch_database(server) as url:
+    with scratch.scratch_database(server) as url:
         began = time.perf_counter()
         token = seed.reference_data(url, scale)
         if backend == "postgresql":

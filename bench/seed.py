@@ -10,20 +10,15 @@ depot has one unit, U<nn>.
 from __future__ import annotations
 
 import functools
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, bindparam, text
 
-from inventory.db import migrate
 from inventory.db.engine import make_engine, make_session_factory
 from inventory.domain.actors import operator
 from inventory.domain.audit_chain import canonical_bytes, chain_hash
@@ -49,30 +44,6 @@ def depot_of_weapon(n: int, scale: Scale) -> int:
     if n <= scale.big_depot:
         return 0
     return 1 + (n - scale.big_depot - 1) % (scale.depots - 1)
-
-
-@contextmanager
-def scratch_database(server: str, label: str = "bench") -> Iterator[str]:
-    """A freshly migrated database of our own, dropped afterwards (PostgreSQL), or a scratch
-    SQLite file. No other database is touched."""
-    if server == "sqlite":
-        with tempfile.TemporaryDirectory() as directory:
-            url = f"sqlite:///{Path(directory) / f'{label}.sqlite3'}"
-            migrate.upgrade(url)
-            yield url
-        return
-    name = f"inventory_{label}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _writer(url: str) -> tuple[Engine, Callable[[Callable[[UnitOfWork], Any]], Any]]:

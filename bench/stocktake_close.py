@@ -16,45 +16,19 @@ Not a test: numbers depend on the machine.
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scratch import scratch_database  # noqa: E402
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BATCH = 10_000
-
-
-@contextmanager
-def scratch_database(server: str) -> Iterator[str]:
-    """A freshly migrated database, dropped afterwards (PostgreSQL) or a scratch SQLite file."""
-    from inventory.db import migrate
-
-    if server == "sqlite":
-        with tempfile.TemporaryDirectory() as directory:
-            url = f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
-            migrate.upgrade(url)
-            yield url
-        return
-    name = f"inventory_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def main() -> None:
