@@ -466,3 +466,26 @@ def test_a_loss_and_a_late_entry_open_discrepancies(world: World, database_url: 
     ]
     assert "CASE-77" in rows[1][3] and serial in rows[1][3]
     assert events == 2 and weapon_id
+
+
+def test_a_clerk_reads_only_their_depots_part_of_a_lots_history(world: World) -> None:
+    lot = unique("LOT")
+    world.receive([], {lot: 300})
+    world.api.post(
+        "/api/v1/movements",
+        json={
+            "kind": "issue",
+            "from": f"depot:{world.depot}",
+            "to": f"unit:{world.unit}",
+            "occurred_at": ago(minutes=5),
+            "due_back_at": ago(days=-3),
+            "lines": [{"lot_number": lot, "quantity": 100}],
+        },
+    )
+    lot_id = world.api.get("/api/v1/lots", query_string={"lot_number": lot}).get_json()
+    path = f"/api/v1/lots/{lot_id['items'][0]['id']}/history"
+    insider = world.api.token_for("clerk", [world.depot])
+    outsider = world.api.token_for("clerk", [world.other_depot])
+    kinds = [step["kind"] for step in world.api.get(path, token=insider).get_json()["items"]]
+    assert kinds == ["receipt", "issue"]
+    assert world.api.get(path, token=outsider).get_json()["items"] == []

@@ -149,20 +149,14 @@ def get_lot(session: Session, actor: Actor, lot_id: uuid.UUID) -> tuple[Lot, lis
 
 
 def lot_history(session: Session, actor: Actor, lot_id: uuid.UUID) -> list[CustodyStep]:
+    """Every movement of the lot, oldest first; a clerk sees those touching their depots (and
+    their depots' units), the same scope as everywhere else."""
     get_lot(session, actor, lot_id)
-    steps = _history(session, MovementLine.lot_id == lot_id)
-    if actor.role is Role.CLERK:
-        depots = actor.depots
-        steps = [s for s in steps if _in_scope(session, s, depots)]
-    return steps
-
-
-def _in_scope(session: Session, step: CustodyStep, depots: frozenset[str]) -> bool:
-    for ref in (step.source, step.destination):
-        kind, code = ref.split(":", 1)
-        if kind == "depot" and code in depots:
-            return True
-    return False
+    condition: ColumnElement[bool] = MovementLine.lot_id == lot_id
+    if (visible := visible_holder_ids(session, actor)) is not None:
+        touches = or_(Movement.from_holder_id.in_(visible), Movement.to_holder_id.in_(visible))
+        condition = and_(condition, touches)
+    return _history(session, condition)
 
 
 @dataclass(frozen=True)
