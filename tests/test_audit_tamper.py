@@ -7,13 +7,13 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, insert, select, text, update
 
 from inventory import create_app
 from inventory.cli import main
@@ -21,7 +21,7 @@ from inventory.db.engine import make_engine, make_session_factory
 from inventory.db.models import AuditRecord
 from inventory.domain.actors import operator
 from inventory.domain.audit_chain import Verdict, canonical_bytes, chain_hash
-from inventory.services import checkpoints, reference, tokens
+from inventory.services import audit_log, checkpoints, reference, tokens
 from inventory.services.audit_log import timestamp
 from inventory.services.checkpoints import Checkpoint
 from inventory.services.errors import Conflict
@@ -118,6 +118,21 @@ def edit_byte(conn: Connection, seq: int) -> None:
     )
 
 
+def replace_in_body(conn: Connection, seq: int, old: bytes, new: bytes) -> None:
+    """Change the body and re-chain from it, so only what the bytes say can give it away."""
+    body = body_of(conn, seq)
+    assert old in body
+    conn.execute(
+        text("UPDATE audit_records SET body = :b WHERE seq = :s"),
+        {"b": body.replace(old, new, 1), "s": seq},
+    )
+    rehash_from(conn, seq)
+
+
+def set_column(conn: Connection, seq: int, **values: object) -> None:
+    conn.execute(update(AuditRecord).where(AuditRecord.seq == seq).values(**values))
+
+
 def delete_from(conn: Connection, seq: int, upto: int | None = None) -> None:
     conn.execute(
         text("DELETE FROM audit_records WHERE seq >= :s AND seq <= :u"),
@@ -201,6 +216,36 @@ MUTATIONS: dict[str, tuple[Callable[[Connection], None], int, str]] = {
         lambda c: (delete_from(c, 6), set_head(c, 5, hash_of(c, 5))),
         6,
         "short of the checkpoint of seq 7",
+    ),
+    "edit a copied column": (
+        lambda c: set_column(c, 5, actor="operator:someone-else"),
+        5,
+        "column actor differs from the hashed bytes (edited)",
+    ),
+    "move a copied time by a microsecond": (
+        lambda c: set_column(
+            c,
+            11,
+            recorded_at=c.scalar(select(AuditRecord.recorded_at).where(AuditRecord.seq == 11))
+            + timedelta(microseconds=1),
+        ),
+        11,
+        "column recorded_at differs",
+    ),
+    "make a body's seq a string and re-hash": (
+        lambda c: replace_in_body(c, 10, b'"seq":10', b'"seq":"10"'),
+        10,
+        "(reordered)",
+    ),
+    "make a body invalid UTF-8 and re-hash": (
+        lambda c: replace_in_body(c, 9, b"Depot ", b"Dep\xffot "),
+        9,
+        "not a version-1 audit record (edited)",
+    ),
+    "make a prev_hash not hex": (
+        lambda c: set_column(c, 10, prev_hash="z" * 64),
+        10,
+        "hash does not match the stored bytes (edited)",
     ),
     "forge a re-hashed tail": (
         lambda c: (edit_byte(c, 6), rehash_from(c, 6)),
@@ -332,3 +377,25 @@ def test_cli_checkpoint_then_verify_against_it(log: Log, tmp_path: Path) -> None
     result = runner.invoke(main, ["audit", "verify", "--checkpoint", str(kept)], env=log.env())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["length"] == 5
+
+
+def test_postgresql_proves_a_sound_log_in_sql_and_walks_only_past_trouble(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not log.url.startswith("postgresql"):
+        pytest.skip("SQLite has no SHA-256 in SQL: it walks every record")
+    walked: list[int] = []
+    stream = audit_log.stream
+
+    def counting_stream(*args: object, **kwargs: object) -> Iterator[object]:
+        for row in stream(*args, **kwargs):  # type: ignore[arg-type]
+            walked.append(row.seq)
+            yield row
+
+    monkeypatch.setattr(audit_log, "stream", counting_stream)
+    standard_log(log)
+    assert log.verify().ok and walked == []
+    with log.tampering() as conn:
+        edit_byte(conn, 10)
+    assert log.verify().first_bad_seq == 10
+    assert walked == [10]  # the walk starts where SQL found trouble and names it

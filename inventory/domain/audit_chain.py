@@ -128,20 +128,22 @@ def verify_chain(
     *,
     pins: Iterable[Pin] = (),
     after: tuple[int, str] = (0, GENESIS_HASH),
+    held: int | None = None,
 ) -> Verdict:
     """Walk `records` in seq order and name the first one that is not what was appended.
 
     `records` start right after `after` (seq, hash), by default the genesis. `head_seq`/`head_hash`
     are the chain head kept beside the log: a log that stops short of it has lost its tail. Each
     pin (a signed checkpoint) must match the record at its seq; that catches a tail that was
-    rewritten and re-hashed consistently, and a tail cut off together with the head.
+    rewritten and re-hashed consistently, and a tail cut off together with the head. `held` is
+    the seq of the last pin already found to match before `after` (by default `after` itself).
     """
     last, prev_hash = after
     pinned: dict[int, list[Pin]] = {}
     for pin in pins:
         if pin.seq > last:
             pinned.setdefault(pin.seq, []).append(pin)
-    last_pinned = last
+    last_pinned = last if held is None else held
 
     def bad(seq: int, reason: str) -> Verdict:
         return Verdict(False, last, last, prev_hash, seq, reason)
