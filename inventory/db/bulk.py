@@ -1,12 +1,16 @@
 """Bulk inserts for the ledger's large movements: COPY on PostgreSQL (one stream for thousands
-of rows), batched multi-row INSERTs on SQLite (see db/engine.py)."""
+of rows), batched multi-row INSERTs on SQLite (see db/engine.py) and for a few rows anywhere."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, insert
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Table, any_, bindparam, insert
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute, Session
+
+# Below this many rows an INSERT is cheaper: COPY costs extra round trips to start and end.
+COPY_FROM = 50
 
 
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -15,7 +19,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     if not rows:
         return
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
         session.execute(insert(table), rows)
         return
     columns = list(rows[0])
@@ -25,3 +29,13 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
     with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[column] for column in columns])
+
+
+def among(
+    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: list[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`. On PostgreSQL the values go as one array parameter: an IN list of a
+    thousand parameters costs more to build, send and parse than the lookup itself."""
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(bindparam(None, values, type_=ARRAY(column.expression.type)))

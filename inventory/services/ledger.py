@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from ..db.bulk import insert_rows
+from ..db.bulk import among, insert_rows
 from ..db.models import (
     Holder,
     ItemType,
@@ -288,7 +288,7 @@ def move_weapons(
         chunk = ids[start : start + BATCH]
         rows = session.execute(
             select(_WEAPON_HOLDINGS.c.weapon_id, _WEAPON_HOLDINGS.c.holder_id)
-            .where(_WEAPON_HOLDINGS.c.weapon_id.in_(chunk))
+            .where(among(session, _WEAPON_HOLDINGS.c.weapon_id, chunk))
             .order_by(_WEAPON_HOLDINGS.c.weapon_id)
             .with_for_update()
         )
@@ -304,7 +304,7 @@ def move_weapons(
     for start in range(0, len(ids), BATCH):
         session.execute(
             update(_WEAPON_HOLDINGS)
-            .where(_WEAPON_HOLDINGS.c.weapon_id.in_(ids[start : start + BATCH]))
+            .where(among(session, _WEAPON_HOLDINGS.c.weapon_id, ids[start : start + BATCH]))
             .values(holder_id=destination.id, movement_seq=seq)
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..db.bulk import among
 from ..db.models import ItemType, Lot, Weapon
 from .errors import Invalid
 
@@ -150,11 +151,13 @@ def resolve_weapons(
     by_id: dict[uuid.UUID, WeaponRow] = {}
     ids = sorted({ref.weapon_id for _, ref in refs if ref.weapon_id is not None})
     for chunk in _chunks(ids):
-        by_id.update((row.id, row) for row in _weapon_rows(session, Weapon.id.in_(chunk)))
+        by_id.update(
+            (row.id, row) for row in _weapon_rows(session, among(session, Weapon.id, chunk))
+        )
     by_serial: dict[str, list[WeaponRow]] = defaultdict(list)
     serials = sorted({ref.serial for _, ref in refs if ref.weapon_id is None and ref.serial})
     for chunk in _chunks(serials):
-        for row in _weapon_rows(session, Weapon.serial.in_(chunk)):
+        for row in _weapon_rows(session, among(session, Weapon.serial, chunk)):
             by_serial[row.serial].append(row)
 
     resolved: dict[int, WeaponRow] = {}
