@@ -66,6 +66,8 @@ def serve(host: str, port: int, workers: int) -> None:
             f"{host}:{port}",
             "--workers",
             str(workers),
+            "--config",
+            "python:inventory.gunicorn_hooks",
             "inventory:create_app()",
         ],
     )
