@@ -207,6 +207,8 @@ def _remember(session: Session, key: IdempotencyKey, status: int, body: Any, now
 
 def jsonable(value: Any) -> Any:
     """Plain JSON values for the audit record: UUIDs and times as text, tuples as lists."""
+    if value is None or isinstance(value, str | int | float):  # most leaves: answered first
+        return value
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
