@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Holder
@@ -26,11 +26,23 @@ def parse_ref(ref: str, field: str) -> tuple[str, str]:
 
 def resolve(session: Session, ref: str, field: str) -> Holder:
     """The holder `ref` names, or a 422 naming `field` if there is none."""
-    kind, code = parse_ref(ref, field)
-    holder = session.scalar(select(Holder).where(Holder.kind == kind, Holder.code == code))
-    if holder is None:
-        raise Invalid(f"unknown holder {kind}:{code}", field=field)
-    return holder
+    return resolve_many(session, {field: ref})[field]
+
+
+def resolve_many(session: Session, refs: dict[str, str]) -> dict[str, Holder]:
+    """The holder each field's ref names, in one query (a movement's `from` and `to`), or a 422
+    naming the first field, in order, whose ref is malformed or unknown."""
+    wanted = {field: parse_ref(ref, field) for field, ref in refs.items()}
+    rows = session.scalars(
+        select(Holder).where(
+            or_(*(and_(Holder.kind == kind, Holder.code == code) for kind, code in wanted.values()))
+        )
+    )
+    found = {(holder.kind, holder.code): holder for holder in rows.unique()}
+    for field, (kind, code) in wanted.items():
+        if (kind, code) not in found:
+            raise Invalid(f"unknown holder {kind}:{code}", field=field)
+    return {field: found[key] for field, key in wanted.items()}
 
 
 def lookup(session: Session, ref: str) -> Holder:

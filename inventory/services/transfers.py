@@ -92,8 +92,8 @@ def dispatch(uow: UnitOfWork, order: TransferOrder) -> TransferView:
     """Move the order's lines from the origin depot into a new transit account; the origin's
     clerk (or an admin) dispatches. A transfer to a party needs an end-user reference."""
     session = uow.session
-    source = holders.resolve(session, order.source, "from")
-    destination = holders.resolve(session, order.destination, "to")
+    found = holders.resolve_many(session, {"from": order.source, "to": order.destination})
+    source, destination = found["from"], found["to"]
     if source.kind != "depot":
         raise Invalid(f"a transfer leaves a depot, not {source.ref}", field="from")
     if destination.kind not in ("depot", "party") or destination.id == source.id:
