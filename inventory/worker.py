@@ -18,12 +18,10 @@ from datetime import datetime
 from types import FrameType, ModuleType
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
 from .db.engine import make_engine, make_session_factory
-from .db.models import OutboxEvent
 from .domain.actors import operator
 from .services import audit_log, delivery, outbox
 from .services.unit_of_work import Context, UnitOfWork, run_write
@@ -49,13 +47,7 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     did), so that tampering is provable outside the database's owner."""
     checkpoints = importlib.import_module("inventory.services.checkpoints")
     made = checkpoints.make_checkpoint(uow)
-    uow.session.flush()
-    published = uow.session.scalar(
-        select(OutboxEvent.seq).where(
-            OutboxEvent.type == CHECKPOINT_EVENT, OutboxEvent.occurred_at == uow.now
-        )
-    )
-    if published is None:
+    if not any(event.type == CHECKPOINT_EVENT for event in uow.events):
         outbox.publish(uow, CHECKPOINT_EVENT, made.as_json())
     return made
 

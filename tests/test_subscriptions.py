@@ -3,9 +3,12 @@ endpoint, in-process) and the alert feed."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +17,15 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from inventory.db.engine import make_engine, make_session_factory
-from inventory.db.models import AuditRecord, Delivery
-from inventory.services import delivery, subscriptions
+from inventory.db.models import AuditRecord, Delivery, OutboxEvent
+from inventory.domain.actors import operator
+from inventory.services import delivery, outbox, subscriptions
 from inventory.services.delivery import Answer
+from inventory.services.unit_of_work import Context, UnitOfWork, run_write
 from inventory.settings import Settings
 from inventory.worker import Worker
 
-from .conftest import Api, unique
+from .conftest import Api, make_settings, unique
 from .ledger_helpers import World, ago, make_world
 
 PUBLIC = "https://93.184.215.14/stockpile-hook"  # never contacted: these tests fake the endpoint
@@ -272,3 +277,51 @@ def test_the_alert_feed_pages_by_cursor(api: Api) -> None:
     clerk = api.token_for("clerk", [world.depot])
     assert api.get("/api/v1/alerts", token=clerk).status_code == 403
     assert api.get("/api/v1/alerts", query_string={"after": "bm90LWEtY3Vyc29y"}).status_code == 422
+
+
+def test_the_feed_orders_events_as_they_commit(
+    backend: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A reader who saw a later event must never be handed an earlier seq afterwards: an event
+    takes its seq under the chain head's lock, held to commit, however early the use case
+    published and flushed it."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's BEGIN IMMEDIATE lets one writer at a time in: seqs commit in order")
+    engine = make_engine(fresh_database_url)
+    sessions = make_session_factory(engine)
+    context = Context(actor=operator("tests"), settings=make_settings(fresh_database_url, tmp_path))
+    published, go_on = threading.Event(), threading.Event()
+
+    def slow(uow: UnitOfWork) -> None:
+        outbox.publish(uow, "discrepancy.opened", {"n": "slow"})
+        uow.session.flush()  # as use cases do before their audit record
+        published.set()
+        assert go_on.wait(30)
+        uow.record("test.slow", "test:slow", {})
+
+    def quick(uow: UnitOfWork) -> None:
+        outbox.publish(uow, "discrepancy.opened", {"n": "quick"})
+        uow.record("test.quick", "test:quick", {})
+
+    def run(use_case: Callable[[UnitOfWork], None]) -> None:
+        session = sessions()
+        try:
+            run_write(session, context, use_case, lambda _result, _uow: None)
+        finally:
+            session.close()
+
+    first = threading.Thread(target=run, args=(slow,))
+    first.start()
+    try:
+        assert published.wait(30)
+        run(quick)  # commits while the slow request is still open
+    finally:
+        go_on.set()
+        first.join(30)
+    session = sessions()
+    try:
+        order = [e.payload for e in session.scalars(select(OutboxEvent).order_by(OutboxEvent.seq))]
+    finally:
+        session.close()
+        engine.dispose()
+    assert order == ['{"n":"quick"}', '{"n":"slow"}']

@@ -20,7 +20,8 @@ def publish(
     kind: str | None = None,
     severity: str | None = None,
 ) -> OutboxEvent:
-    """Queue `event_type` (e.g. "discrepancy.opened") with its `data`; filters use the rest."""
+    """Queue `event_type` (e.g. "discrepancy.opened") with its `data`; filters use the rest.
+    `run_write` inserts the queued events after the audit record (see there)."""
     event = OutboxEvent(
         id=uuid.uuid4(),
         type=event_type,
@@ -31,5 +32,5 @@ def publish(
         payload=json.dumps(jsonable(data), separators=(",", ":")),
         dispatched=False,
     )
-    uow.session.add(event)
+    uow.events.append(event)
     return event

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..db.engine import begin_write
-from ..db.models import IdempotentResponse
+from ..db.models import IdempotentResponse, OutboxEvent
 from ..domain.actors import Actor
 from ..settings import Settings
 from . import audit_log
@@ -67,6 +67,7 @@ class UnitOfWork:
         self.audit_entry: AuditEntry | None = None
         self.audit_seq: int | None = None
         self.consequences: dict[str, list[Any]] = {}
+        self.events: list[OutboxEvent] = []  # published by the use case; inserted last
         self.read_only = False
 
     def record(self, action: str, subject: str, changes: dict[str, Any]) -> None:
@@ -146,6 +147,11 @@ def run_write(
                 subject=entry.subject,
                 changes={**entry.changes, **uow.consequences},
             )
+            # Events take their feed seq only now, under the chain head's lock, which the
+            # append holds until commit: feed order is then commit order, and a feed reader's
+            # cursor can never pass an event that is still to commit.
+            session.add_all(uow.events)
+            session.flush()
             body = present(result, uow)
             if idempotency is not None:
                 _remember(session, idempotency, status, body, uow.now)
