@@ -47,7 +47,7 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     did), so that tampering is provable outside the database's owner."""
     checkpoints = importlib.import_module("inventory.services.checkpoints")
     made = checkpoints.make_checkpoint(uow)
-    if not any(event.type == CHECKPOINT_EVENT for event in uow.events):
+    if not any(event["type"] == CHECKPOINT_EVENT for event in uow.events):
         outbox.publish(uow, CHECKPOINT_EVENT, made.as_json())
     return made
 

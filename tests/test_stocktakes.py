@@ -3,9 +3,14 @@ and the physical verification it records."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from inventory.db.models import OutboxEvent
 
 from .conftest import Api, unique
 from .ledger_helpers import World, make_world
@@ -159,3 +164,28 @@ def test_bad_count_lines_are_named(world: World) -> None:
     assert "no registered lot" in body["errors"]["lines[0]"][0]
     assert_problem(world.api.post("/api/v1/stocktakes", json={"depot": unique("D")}), 422)
     assert_problem(close(world, "00000000-0000-0000-0000-000000000000"), 404)
+
+
+def test_a_depot_nobody_counted_opens_one_discrepancy_per_weapon(world: World, app: Flask) -> None:
+    """Enough findings for the bulk path (COPY on PostgreSQL): every one is stored with its
+    "opened" event and its alert, and the close names them all."""
+    serials = [unique("AK") for _ in range(60)]
+    assert world.receive(serials).status_code == 201
+    result = close(world, open_stocktake(world)).get_json()
+    assert result["expected"] == 60 and len(result["missing"]) == 60
+    opened = discrepancies_of(world, kind="count_missing")
+    assert sorted(d["id"] for d in opened) == sorted(result["discrepancies"])
+    missing = {m["weapon_id"] for m in result["missing"]}
+    assert {d["subject"]["weapon_id"] for d in opened} == missing
+    detail = world.api.get(f"/api/v1/discrepancies/{opened[0]['id']}").get_json()
+    assert [e["action"] for e in detail["events"]] == ["opened"]
+    session = app.extensions["inventory.sessions"]()
+    try:
+        alerts = session.scalars(
+            select(OutboxEvent.payload).where(
+                OutboxEvent.depot == world.depot, OutboxEvent.type == "discrepancy.opened"
+            )
+        ).all()
+    finally:
+        session.close()
+    assert sorted(json.loads(a)["id"] for a in alerts) == sorted(result["discrepancies"])

@@ -7,15 +7,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
+from ..db.bulk import among, insert_rows
 from ..db.models import Discrepancy, DiscrepancyEvent, Holder
 from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DEFAULT_SEVERITY, TRANSITIONS, DiscrepancyKind
 from . import outbox
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .unit_of_work import UnitOfWork
+
+_DISCREPANCIES: Table = Discrepancy.__table__  # type: ignore[assignment]
+_EVENTS: Table = DiscrepancyEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]
     """Open a discrepancy for each finding not already open; return the ones opened.
 
     Set-based: one query for what is already open, one bulk insert each for the discrepancies,
-    their "opened" events and their outbox events (a stocktake may find thousands)."""
+    their "opened" events and (at commit, see `run_write`) their outbox events."""
     if not findings:
         return []
     session = uow.session
@@ -53,32 +57,40 @@ def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]
             fresh[key] = finding
     if not fresh:  # all already open; an empty bulk insert would insert one row of NULLs
         return []
+    rows: list[dict[str, Any]] = [
+        {
+            "id": uuid.uuid4(),
+            "kind": str(finding.kind),
+            "severity": finding.severity or DEFAULT_SEVERITY[finding.kind],
+            "status": "open",
+            "subject_key": finding.subject_key,
+            "depot_id": finding.depot.id if finding.depot else None,
+            "holder_id": finding.holder.id if finding.holder else None,
+            "weapon_id": finding.weapon_id,
+            "lot_id": finding.lot_id,
+            "quantity": finding.quantity,
+            "transfer_id": finding.transfer_id,
+            "stocktake_id": finding.stocktake_id,
+            "verification_id": finding.verification_id,
+            "movement_id": finding.movement_id,
+            "detected_at": uow.now,
+            "summary": finding.summary,
+            "resolved_at": None,
+        }
+        for finding in fresh.values()
+    ]
+    # Core rows (COPY on PostgreSQL), not ORM objects: a stocktake of a depot nobody could count
+    # opens one discrepancy per weapon, tens of thousands.
+    insert_rows(session, _DISCREPANCIES, rows)
+    seqs = _seqs_of(session, [row["id"] for row in rows])
     opened: list[Discrepancy] = []
-    for finding in fresh.values():
-        discrepancy = Discrepancy(
-            id=uuid.uuid4(),
-            kind=str(finding.kind),
-            severity=finding.severity or DEFAULT_SEVERITY[finding.kind],
-            status="open",
-            subject_key=finding.subject_key,
-            depot_id=finding.depot.id if finding.depot else None,
-            holder_id=finding.holder.id if finding.holder else None,
-            weapon_id=finding.weapon_id,
-            lot_id=finding.lot_id,
-            quantity=finding.quantity,
-            transfer_id=finding.transfer_id,
-            stocktake_id=finding.stocktake_id,
-            verification_id=finding.verification_id,
-            movement_id=finding.movement_id,
-            detected_at=uow.now,
-            summary=finding.summary,
-        )
+    for row, finding in zip(rows, fresh.values(), strict=True):
+        discrepancy = Discrepancy(seq=seqs[row["id"]], **row)  # as stored, for the callers
         discrepancy.depot, discrepancy.holder = finding.depot, finding.holder
         opened.append(discrepancy)
-    session.add_all(opened)
-    session.flush()
-    session.execute(
-        insert(DiscrepancyEvent),
+    insert_rows(
+        session,
+        _EVENTS,
         [
             {
                 "discrepancy_seq": d.seq,
@@ -86,6 +98,7 @@ def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]
                 "actor": uow.actor.name,
                 "action": "opened",
                 "note": d.summary,
+                "movement_id": None,
             }
             for d in opened
         ],
@@ -101,6 +114,18 @@ def open_findings(uow: UnitOfWork, findings: list[Finding]) -> list[Discrepancy]
         )
     uow.note_consequence("discrepancies_opened", [[d.id, d.kind, d.subject_key] for d in opened])
     return opened
+
+
+def _seqs_of(session: Session, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    seqs: dict[uuid.UUID, int] = {}
+    for start in range(0, len(ids), 5_000):
+        rows = session.execute(
+            select(Discrepancy.id, Discrepancy.seq).where(
+                among(session, Discrepancy.id, ids[start : start + 5_000])
+            )
+        )
+        seqs.update((id_, seq) for id_, seq in rows)
+    return seqs
 
 
 def _unresolved_keys(session: Session, findings: list[Finding]) -> set[tuple[str, str]]:

@@ -7,7 +7,6 @@ import json
 import uuid
 from typing import Any
 
-from ..db.models import OutboxEvent
 from .unit_of_work import UnitOfWork, jsonable
 
 
@@ -19,18 +18,18 @@ def publish(
     depot: str | None = None,
     kind: str | None = None,
     severity: str | None = None,
-) -> OutboxEvent:
+) -> None:
     """Queue `event_type` (e.g. "discrepancy.opened") with its `data`; filters use the rest.
-    `run_write` inserts the queued events after the audit record (see there)."""
-    event = OutboxEvent(
-        id=uuid.uuid4(),
-        type=event_type,
-        occurred_at=uow.now,
-        depot=depot,
-        kind=kind,
-        severity=severity,
-        payload=json.dumps(jsonable(data), separators=(",", ":")),
-        dispatched=False,
+    `run_write` inserts the queued rows of `outbox_events` after the audit record (see there)."""
+    uow.events.append(
+        {
+            "id": uuid.uuid4(),
+            "type": event_type,
+            "occurred_at": uow.now,
+            "depot": depot,
+            "kind": kind,
+            "severity": severity,
+            "payload": json.dumps(jsonable(data), separators=(",", ":")),
+            "dispatched": False,
+        }
     )
-    uow.events.append(event)
-    return event

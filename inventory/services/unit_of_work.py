@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
+from ..db.bulk import insert_rows
 from ..db.engine import begin_write
 from ..db.models import IdempotentResponse, OutboxEvent
 from ..domain.actors import Actor
@@ -37,6 +38,7 @@ T = TypeVar("T")
 MAX_ATTEMPTS = 6
 # PostgreSQL: deadlock_detected, serialization_failure; they are safe to retry from the start.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class UnitOfWork:
         self.audit_entry: AuditEntry | None = None
         self.audit_seq: int | None = None
         self.consequences: dict[str, list[Any]] = {}
-        self.events: list[OutboxEvent] = []  # published by the use case; inserted last
+        self.events: list[dict[str, Any]] = []  # outbox_events rows; inserted last
         self.read_only = False
 
     def record(self, action: str, subject: str, changes: dict[str, Any]) -> None:
@@ -150,8 +152,7 @@ def run_write(
             # Events take their feed seq only now, under the chain head's lock, which the
             # append holds until commit: feed order is then commit order, and a feed reader's
             # cursor can never pass an event that is still to commit.
-            session.add_all(uow.events)
-            session.flush()
+            insert_rows(session, _OUTBOX, uow.events)
             body = present(result, uow)
             if idempotency is not None:
                 _remember(session, idempotency, status, body, uow.now)
