@@ -218,11 +218,13 @@ def _walk_from(
         return after, after[0]
     proven = _sound_through(session, after, upto, progress)
     held = sorted((pin for pin in pins if after[0] < pin.seq <= proven[0]), key=lambda p: p.seq)
-    wanted = {pin.seq for pin in held} | {pin.seq - 1 for pin in held}
-    rows = session.execute(
-        select(_RECORDS.c.seq, _RECORDS.c.hash).where(_RECORDS.c.seq.in_(wanted))
-    )
-    stored = {after[0]: after[1], **{seq: digest for seq, digest in rows}}
+    stored = {after[0]: after[1]}
+    if held:
+        wanted = {pin.seq for pin in held} | {pin.seq - 1 for pin in held}
+        rows = session.execute(
+            select(_RECORDS.c.seq, _RECORDS.c.hash).where(_RECORDS.c.seq.in_(wanted))
+        )
+        stored.update((seq, digest) for seq, digest in rows)
     last_held = after[0]
     for pin in held:
         if pin.problem is not None or stored.get(pin.seq) != pin.hash:
