@@ -123,6 +123,14 @@ def test_the_app_role_cannot_change_or_unprotect_the_audit_log(
         assert "permission denied" in refusal(
             engine, "SET session_replication_role = replica", role=role
         )
+        # The chain head: moved forward by every write, never removed or duplicated.
+        for statement in (
+            "DELETE FROM audit_head",
+            "TRUNCATE audit_head",
+            "INSERT INTO audit_head (id, seq, hash) VALUES (2, 0, '')",
+        ):
+            refused = refusal(engine, statement, role=role)
+            assert "permission denied for table audit_head" in refused, statement
     finally:
         engine.dispose()
 

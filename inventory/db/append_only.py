@@ -66,6 +66,8 @@ def grant_app_role(append_only_tables: list[str]) -> None:
     revokes = "".join(
         f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {role}; " for table in append_only_tables
     )
+    # The chain head is one row the app moves forward (UPDATE) but never adds or removes.
+    revokes += f"REVOKE INSERT, DELETE, TRUNCATE ON audit_head FROM {role}; "
     op.execute(
         f"""DO $$ BEGIN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
