@@ -395,10 +395,10 @@ def test_a_bad_line_in_ten_thousand_posts_nothing(world: World) -> None:
     assert response.status_code == 201 and len(response.get_json()["lines"]) == 10_000
 
 
-def test_movements_and_lines_cannot_be_changed_in_the_database(
+def test_movements_lines_and_the_registry_cannot_be_changed_in_the_database(
     world: World, database_url: str
 ) -> None:
-    world.receive([unique("AK")])
+    world.receive([unique("AK")], {unique("LOT"): 100})
     engine = create_engine(database_url)
     try:
         for statement in (
@@ -406,6 +406,10 @@ def test_movements_and_lines_cannot_be_changed_in_the_database(
             "DELETE FROM movements",
             "UPDATE movement_lines SET quantity = 2",
             "DELETE FROM movement_lines",
+            "UPDATE weapons SET serial = 'FILED-OFF'",
+            "DELETE FROM weapons",
+            "UPDATE lots SET lot_number = 'RELABELLED'",
+            "DELETE FROM lots",
         ):
             with engine.connect() as conn, pytest.raises(DatabaseError, match="append-only"):
                 conn.execute(text(statement))
