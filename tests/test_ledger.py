@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DatabaseError
 
 from inventory.db.engine import make_engine, make_session_factory
@@ -493,3 +495,56 @@ def test_a_clerk_reads_only_their_depots_part_of_a_lots_history(world: World) ->
     kinds = [step["kind"] for step in world.api.get(path, token=insider).get_json()["items"]]
     assert kinds == ["receipt", "issue"]
     assert world.api.get(path, token=outsider).get_json()["items"] == []
+
+
+def test_a_movement_takes_its_seq_only_after_the_locks_it_waits_for(
+    world: World, backend: str, database_url: str
+) -> None:
+    """Seq order must be the order movements took effect: histories, `as_of` and `ledger rebuild`
+    replay by seq. A movement that took its seq and then waited for a weapon could otherwise be
+    overtaken by one that moved the weapon first and committed with a later seq."""
+    if backend != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time: nothing interleaves")
+    serial = unique("AK")
+    assert world.receive([serial]).status_code == 201
+    weapon_id = world.weapon(serial)["id"]
+    engine = create_engine(database_url)
+    replies: list[Any] = []
+    try:
+        with engine.connect() as holder:  # another transaction holds the weapon's row
+            holder.execute(
+                text("SELECT 1 FROM weapon_holdings WHERE weapon_id = :w FOR UPDATE"),
+                {"w": weapon_id},
+            )
+            before = _last_movement_seq(engine)
+            issuing = threading.Thread(target=lambda: replies.append(world.issue([serial])))
+            issuing.start()
+            _wait_until_blocked_on_a_lock(engine)
+            assert _last_movement_seq(engine) == before  # waiting, it has taken no seq
+            holder.rollback()
+            issuing.join(30)
+    finally:
+        engine.dispose()
+    assert replies[0].status_code == 201, replies[0].get_json()
+
+
+def _last_movement_seq(engine: Engine) -> int:
+    with engine.connect() as conn:
+        name = conn.scalar(text("SELECT pg_get_serial_sequence('movements', 'seq')"))
+        return int(conn.scalar(text(f"SELECT last_value FROM {name}")) or 0)
+
+
+def _wait_until_blocked_on_a_lock(engine: Engine) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the movement never waited for the weapon's lock")

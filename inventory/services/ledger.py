@@ -148,6 +148,11 @@ def _record(
     audit: bool = True,
 ) -> PostedMovement:
     session = uow.session
+    # Lock (and check) what moves before the movement takes its seq: a movement that waited for
+    # another's locks then gets the later seq, so seq order is the order the movements took
+    # effect on every weapon and lot, which histories, `as_of` and `ledger rebuild` replay.
+    moving_ids = lock_weapons(session, plan.moving_weapons, source)
+    lot_deltas = lock_lots(session, plan, source, destination)
     columns: dict[str, Any] = {
         "id": uuid.uuid4(),
         "kind": str(request.kind),
@@ -182,12 +187,19 @@ def _record(
                 for w in plan.new_weapons
             ],
         )
-    if plan.moving_weapons:
-        move_weapons(session, plan.moving_weapons, source, destination, seq)
+    move_weapons(session, moving_ids, destination, seq)
     if plan.new_lots:
         insert_rows(session, _LOTS, [{**lot, "registered_by": seq} for lot in plan.new_lots])
-    if plan.lot_credits:
-        move_lots(session, plan, source, destination)
+        insert_rows(
+            session,
+            _LOT_HOLDINGS,
+            [
+                {"lot_id": lot["id"], "holder_id": destination.id, "quantity": quantity}
+                for lot in plan.new_lots
+                if (quantity := plan.lot_credits[lot["id"]])
+            ],
+        )
+    move_lots(session, lot_deltas)
     insert_rows(
         session,
         _LINES,
@@ -276,14 +288,11 @@ def _findings(
     return findings
 
 
-def move_weapons(
-    session: Session,
-    moving: list[tuple[int, WeaponRow]],
-    source: Holder,
-    destination: Holder,
-    seq: int,
-) -> None:
-    """Move weapons that `source` must hold now; 409 naming every one held elsewhere."""
+def lock_weapons(
+    session: Session, moving: list[tuple[int, WeaponRow]], source: Holder
+) -> list[uuid.UUID]:
+    """Lock the holdings of weapons that `source` must hold now, in id order (so concurrent
+    movements never deadlock), and return their ids; 409 naming every one held elsewhere."""
     line_of = {row.id: (line_no, row) for line_no, row in moving}
     ids = sorted(line_of)
     held: dict[uuid.UUID, int] = {}
@@ -304,6 +313,11 @@ def move_weapons(
             line_no, row = line_of[wid]
             conflicts.add(line_no, f"{row.label} is held by {refs[hid]}, not {source.ref}")
         conflicts.raise_if_any(Conflict)
+    return ids
+
+
+def move_weapons(session: Session, ids: list[uuid.UUID], destination: Holder, seq: int) -> None:
+    """Give the weapons `lock_weapons` locked to `destination`, by movement `seq`."""
     for start in range(0, len(ids), BATCH):
         session.execute(
             update(_WEAPON_HOLDINGS)
@@ -312,13 +326,21 @@ def move_weapons(
         )
 
 
-def move_lots(session: Session, plan: Plan, source: Holder, destination: Holder) -> None:
-    """Debit `source` and credit `destination` per lot; 409 if any balance would go negative."""
+def lock_lots(
+    session: Session, plan: Plan, source: Holder, destination: Holder
+) -> dict[tuple[uuid.UUID, int], int]:
+    """Lock the balances of registered lots the plan debits and credits, in a fixed order, and
+    return the change to each; 409 if any balance would go negative. (Lots the movement itself
+    registers have no balances yet; `_record` gives them theirs.)"""
+    registering = {lot["id"] for lot in plan.new_lots}
     deltas: dict[tuple[uuid.UUID, int], int] = defaultdict(int)
     for lot_id, quantity in plan.lot_debits.items():
         deltas[(lot_id, source.id)] -= quantity
     for lot_id, quantity in plan.lot_credits.items():
-        deltas[(lot_id, destination.id)] += quantity
+        if lot_id not in registering:
+            deltas[(lot_id, destination.id)] += quantity
+    if not deltas:
+        return {}
     keys = sorted(deltas, key=lambda k: (str(k[0]), k[1]))
     dialect = session.get_bind().dialect.name
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_LOT_HOLDINGS)
@@ -345,6 +367,13 @@ def move_lots(session: Session, plan: Plan, source: Holder, destination: Holder)
                 f"of {lot.label}, not {-delta}",
             )
     conflicts.raise_if_any(Conflict)
+    return {key: deltas[key] for key in keys if deltas[key]}
+
+
+def move_lots(session: Session, deltas: dict[tuple[uuid.UUID, int], int]) -> None:
+    """Apply the balance changes `lock_lots` checked."""
+    if not deltas:
+        return
     session.execute(
         update(_LOT_HOLDINGS)
         .where(
@@ -353,9 +382,8 @@ def move_lots(session: Session, plan: Plan, source: Holder, destination: Holder)
         )
         .values(quantity=_LOT_HOLDINGS.c.quantity + bindparam("b_delta")),
         [
-            {"b_lot": lot_id, "b_holder": holder_id, "b_delta": deltas[(lot_id, holder_id)]}
-            for lot_id, holder_id in keys
-            if deltas[(lot_id, holder_id)]
+            {"b_lot": lot_id, "b_holder": holder_id, "b_delta": delta}
+            for (lot_id, holder_id), delta in deltas.items()
         ],
     )
 
