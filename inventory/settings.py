@@ -28,6 +28,9 @@ class Settings:
     end_use_interval: timedelta = timedelta(days=365)
     app_role: str = "inventory_app"
     log_level: str = "INFO"
+    # How many reverse proxies in front of the app to trust for X-Forwarded-For/-Proto (compose: 1
+    # for nginx). 0 ignores the headers: a client could write anything in them.
+    trusted_proxies: int = 0
     # Webhooks: refuse loopback, private and link-local targets unless this is set (tests, labs).
     webhook_allow_private: bool = False
     webhook_timeout: float = 10.0  # seconds per delivery attempt
@@ -56,6 +59,8 @@ class Settings:
             values["app_role"] = env["INVENTORY_APP_ROLE"]
         if "INVENTORY_LOG_LEVEL" in env:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
+        if "INVENTORY_TRUSTED_PROXIES" in env:
+            values["trusted_proxies"] = int(env["INVENTORY_TRUSTED_PROXIES"])
         values.update(_worker_settings(env))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
