@@ -76,8 +76,11 @@ class Target:
     addresses: tuple[str, ...]
 
 
-def vet(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> Target | str:
-    """The `Target` for `url`, or why the worker must not POST to it."""
+def vet(
+    url: str, *, allow_private: bool, resolve: Resolver | None = None, connect: bool = True
+) -> Target | str:
+    """The `Target` for `url`, or why the worker must not POST to it. With `allow_private` and
+    not `connect` (checking a URL, not about to send), the name need not resolve yet."""
     resolve = resolve or resolve_host
     try:
         parts = urlsplit(url)
@@ -92,6 +95,8 @@ def vet(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> Ta
     if not host:
         return "the URL has no host"
     port = port or (443 if parts.scheme == "https" else 80)
+    if allow_private and not connect:
+        return Target(url, parts, host, port, ())
     try:
         addresses: list[Address] = [ipaddress.ip_address(host)]
         how = "is"
@@ -112,5 +117,5 @@ def vet(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> Ta
 
 def url_problem(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> str | None:
     """Why the worker must not POST to `url`, or None if it may."""
-    vetted = vet(url, allow_private=allow_private, resolve=resolve)
+    vetted = vet(url, allow_private=allow_private, resolve=resolve, connect=False)
     return vetted if isinstance(vetted, str) else None
