@@ -16,12 +16,17 @@ the limits.
 
 from __future__ import annotations
 
+import atexit
 import gc
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from .app import create_app
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as inventory.metrics reads it
 
 # Seconds a client may take to send its request line and headers before the socket is closed.
 HEADER_TIMEOUT_MS = 10_000
@@ -46,6 +51,8 @@ def app() -> Flask:
     """The application as a server process runs it: built once, then frozen out of the garbage
     collector's sight (SQLAlchemy, marshmallow and Flask objects: hundreds of thousands; a full
     collection walked them for ~50 ms a few times per 1,000-line movement)."""
+    from .app import create_app
+
     built = create_app()
     gc.freeze()
     return built
@@ -53,6 +60,20 @@ def app() -> Flask:
 
 def serve(host: str, port: int, workers: int, threads: int = THREADS) -> None:
     """Serve until SIGTERM/SIGINT (granian lets requests in progress finish)."""
+    if not os.environ.get(MULTIPROCESS_ENV):
+        # Each process writes its counters here and a scrape sums them (inventory/metrics.py).
+        directory = tempfile.mkdtemp(prefix="inventory-metrics-")
+        os.environ[MULTIPROCESS_ENV] = directory
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    else:
+        # left by an earlier server: its counts would be added to this one's
+        for stale in Path(os.environ[MULTIPROCESS_ENV]).glob("*.db"):
+            stale.unlink()
+    # The worker processes are forked from this one: if prometheus-client was imported before
+    # the directory was set, it chose single-process values; choose again.
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.server import Server

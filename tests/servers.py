@@ -63,6 +63,11 @@ class Server:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
+    def metrics_dir(self) -> Path:
+        """Where the server's processes write their Prometheus counters."""
+        return self.instance_dir / f"metrics-{self.port}"
+
+    @property
     def log_path(self) -> Path:
         return self.instance_dir / f"gunicorn-{self.port}.log"
 
@@ -79,7 +84,9 @@ class Server:
             "INVENTORY_INSTANCE_DIR": str(self.instance_dir),
             "INVENTORY_SIGNING_KEY": str(self.instance_dir / "audit-signing-key.pem"),
             "INVENTORY_LOG_LEVEL": "WARNING",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
         }
+        self.metrics_dir.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(INVENTORY), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
