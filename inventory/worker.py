@@ -28,6 +28,7 @@ from datetime import datetime
 from types import FrameType, ModuleType
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
@@ -60,6 +61,25 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     if not any(event["type"] == CHECKPOINT_EVENT for event in uow.events):
         outbox.publish(uow, CHECKPOINT_EVENT, made.as_json())
     return made
+
+
+def checkpoint_if_grown(uow: UnitOfWork) -> Any:
+    """`checkpoint_and_publish`, unless the log has not grown since the last checkpoint, judged
+    under the checkpoint lock: several workers may decide at once that one is due, and the ones
+    that get the lock after the first would otherwise sign a head whose only news is the first's
+    own `audit.checkpoint` record."""
+    checkpoints = importlib.import_module("inventory.services.checkpoints")
+    session = uow.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": checkpoints.CHECKPOINT_LOCK}
+        )
+    head_seq, _hash = audit_log.head(session)
+    latest = checkpoints.latest(session)
+    if head_seq == 0 or (latest is not None and head_seq <= latest.seq + 1):
+        uow.changed_nothing()
+        return None
+    return checkpoint_and_publish(uow)
 
 
 class Worker:
@@ -240,4 +260,4 @@ class Worker:
         # A checkpoint appends its own audit record: a head one past it means nothing new.
         if head_seq == 0 or (latest is not None and head_seq <= latest.seq + 1):
             return
-        run_write(self.session, self.context, checkpoint_and_publish, lambda _made, _uow: None)
+        run_write(self.session, self.context, checkpoint_if_grown, lambda _made, _uow: None)
