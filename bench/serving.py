@@ -234,39 +234,41 @@ def slow_bodies(port: int, token: str, sockets: int, window: float) -> dict[str,
     }
 
 
-def big_receipt(port: int, token: str, lines: int) -> dict[str, float]:
-    """GET /api/v1/depots every 0.2 s while a `lines`-line receipt is posted."""
+def big_receipt(port: int, token: str, lines: int, parallel: int = 1) -> dict[str, float]:
+    """GET /api/v1/depots every 0.2 s while `parallel` receipts of `lines` lines are posted."""
     idle = statistics.median(timed_get(port, "/api/v1/depots", token) for _ in range(5))
-    tag = uuid.uuid4().hex[:8]
-    body = {
-        "kind": "receipt",
-        "from": "party:SUP",
-        "to": "depot:D00",
-        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
-        "lines": [
-            {"weapon": {"serial": f"R{tag}-{n}", "manufacturer": "M", "item_type": "AKM"}}
-            for n in range(lines)
-        ],
-    }
-    outcome: dict[str, Any] = {}
+    outcomes: list[dict[str, Any]] = [{} for _ in range(parallel)]
 
-    def post() -> None:
+    def post(outcome: dict[str, Any]) -> None:
+        tag = uuid.uuid4().hex[:8]
+        body = {
+            "kind": "receipt",
+            "from": "party:SUP",
+            "to": "depot:D00",
+            "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+            "lines": [
+                {"weapon": {"serial": f"R{tag}-{n}", "manufacturer": "M", "item_type": "AKM"}}
+                for n in range(lines)
+            ],
+        }
         outcome["status"], _body, outcome["seconds"] = load.request(
             port, "POST", "/api/v1/movements", body, token
         )
 
-    poster = threading.Thread(target=post)
-    poster.start()
-    time.sleep(0.5)  # the body is sent and the server is working on it
+    posters = [threading.Thread(target=post, args=(o,)) for o in outcomes]
+    for poster in posters:
+        poster.start()
+    time.sleep(0.5)  # the bodies are sent and the server is working on them
     during = []
-    while poster.is_alive():
+    while any(poster.is_alive() for poster in posters):
         during.append(timed_get(port, "/api/v1/depots", token, limit=30))
         time.sleep(0.2)
-    poster.join()
-    if outcome.get("status") != 201:
-        raise RuntimeError(f"receipt failed: {outcome}")
+    for poster in posters:
+        poster.join()
+    if any(outcome.get("status") != 201 for outcome in outcomes):
+        raise RuntimeError(f"receipt failed: {outcomes}")
     return {
-        "receipt_s": outcome["seconds"],
+        "receipt_s": max(outcome["seconds"] for outcome in outcomes),
         "idle_get": idle,
         "worst_get": max(during) if during else idle,
         "delay": (max(during) if during else idle) - idle,
@@ -317,6 +319,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=50)
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--lines", type=int, default=10_000)
+    parser.add_argument("--parallel", type=int, default=1, help="big receipts at once")
     parser.add_argument("--wrk-seconds", type=int, default=5)
     parser.add_argument("--skip", default="", help="comma-separated: slowloris,slowbody,big,wrk")
     args = parser.parse_args()
@@ -340,7 +343,7 @@ def main() -> None:
                         for k, v in slow_bodies(port, token, args.sockets, args.window).items():
                             candidate.add(f"slowbody_{k}", v)
                     if "big" not in skip:
-                        for k, v in big_receipt(port, token, args.lines).items():
+                        for k, v in big_receipt(port, token, args.lines, args.parallel).items():
                             candidate.add(f"big_{k}", v)
                     if "wrk" not in skip:
                         for k, v in wrk(port, token, args.wrk_seconds).items():

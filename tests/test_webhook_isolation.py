@@ -109,6 +109,16 @@ def test_a_delivery_resolves_once_and_connects_to_the_vetted_address(
     assert seen["webhook-id"] == "e1"
 
 
+def test_a_delivery_tries_each_vetted_address_in_turn(recorder: int, monkeypatch: Any) -> None:
+    # nothing listens on ::1 at the recorder's port (it is bound to 127.0.0.1 only)
+    monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: ["::1", "127.0.0.1"])
+    settings = Settings(webhook_allow_private=True, webhook_timeout=5)
+    url = f"http://dual.monitor.example:{recorder}/in"
+    answer = delivery.post_webhook(url, b"{}", {}, settings)
+    assert answer.status_code == 204, answer
+    assert len(Recorder.seen) == 1
+
+
 def test_a_delivery_is_vetted_again_against_a_fresh_resolution(monkeypatch: Any) -> None:
     monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: ["64:ff9b::7f00:1"])
     answer = delivery.post_webhook("https://rebound.example/in", b"{}", {}, Settings())

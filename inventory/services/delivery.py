@@ -409,6 +409,20 @@ def post_webhook(url: str, body: bytes, headers: dict[str, str], settings: Setti
     deadline = _Deadline(connection, total)
     try:
         with deadline:
+            # Each vetted address in turn until one accepts the connection (a name may have
+            # an IPv6 address the worker cannot reach, and an IPv4 one it can).
+            for n, address in enumerate(target.addresses):
+                if n:
+                    connection.close()
+                    remaining = max(0.001, total - (time.monotonic() - started))
+                    connection = kind(target, address, timeout=remaining)
+                    deadline.connection = connection
+                try:
+                    connection.connect()
+                    break
+                except OSError:
+                    if n == len(target.addresses) - 1 or deadline.expired:
+                        raise
             connection.request(
                 "POST",
                 path,
