@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: `inventory serve` (gunicorn) started as a subprocess on a
+"""Real servers for end-to-end tests: `inventory serve` (granian) started as a subprocess on a
 free port against a given database, spoken to over plain HTTP, and stopped or killed with -9.
 
     with Server(database_url, tmp_path, workers=4) as server:
@@ -54,7 +54,7 @@ class Reply:
 
 @dataclass
 class Server:
-    """One gunicorn master with `workers` workers, in its own process group so a kill takes all."""
+    """One server with `workers` processes, in its own process group so a kill takes all."""
 
     database_url: str
     instance_dir: Path
