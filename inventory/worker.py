@@ -152,20 +152,19 @@ class Worker:
         """Claim due deliveries and hand them to the pool while it has room (up to `limit`), at
         most one in flight per subscription; return how many were started."""
         started = 0
-        while (
-            started < limit
-            and len(self.in_flight) < self.settings.webhook_concurrency
-            and not self.stopping.is_set()
-        ):
-            busy = {claim.subscription_id for claim in self.in_flight.values()}
-            claim = delivery.claim(
-                self.session, self.clock(), self.settings.webhook_lease, exclude=busy
-            )
-            if claim is None:
+        while started < limit and not self.stopping.is_set():
+            room = min(limit - started, self.settings.webhook_concurrency - len(self.in_flight))
+            if room <= 0:
                 break
-            future = self.pool.submit(self._send, claim)
-            self.in_flight[future] = claim
-            started += 1
+            busy = {claim.subscription_id for claim in self.in_flight.values()}
+            claims = delivery.claim_many(
+                self.session, self.clock(), self.settings.webhook_lease, busy, room
+            )
+            for claim in claims:
+                self.in_flight[self.pool.submit(self._send, claim)] = claim
+            started += len(claims)
+            if len(claims) < room:
+                break
         return started
 
     def _send(self, claim: delivery.Claim) -> delivery.Answer:
@@ -183,10 +182,9 @@ class Worker:
                 self.stopping.wait(wait_for)
             return 0
         done, _pending = wait(self.in_flight, timeout=wait_for, return_when=FIRST_COMPLETED)
-        for future in done:
-            claim = self.in_flight.pop(future)
-            answer = future.result()
-            outcome = delivery.record(self.session, self.context, claim, answer, self.clock())
+        finished = [(self.in_flight.pop(future), future.result()) for future in done]
+        outcomes = delivery.record_many(self.session, self.context, finished, self.clock())
+        for (claim, answer), outcome in zip(finished, outcomes, strict=True):
             level = logging.INFO if outcome == "delivered" else logging.WARNING
             log.log(
                 level,

@@ -193,10 +193,23 @@ def claim(
     """Take the most overdue pending delivery for `lease`, or None if nothing is due. Deliveries
     of subscriptions in `exclude` (this worker is already sending to them) and of paused ones
     (their circuit is open) are left alone."""
+    claims = claim_many(session, now, lease, exclude, 1)
+    return claims[0] if claims else None
 
-    def step(session: Session) -> Claim | None:
+
+def claim_many(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    exclude: Collection[uuid.UUID] = (),
+    limit: int = 1,
+) -> list[Claim]:
+    """`claim` up to `limit` deliveries in one transaction, the most overdue first, at most one
+    per subscription."""
+
+    def step(session: Session) -> list[Claim]:
         query = (
-            select(Delivery.id)
+            select(Delivery.id, Delivery.subscription_id)
             .join(Subscription, Subscription.id == Delivery.subscription_id)
             .where(
                 Delivery.status == "pending",
@@ -205,36 +218,45 @@ def claim(
                 or_(Subscription.paused_until.is_(None), Subscription.paused_until <= now),
             )
             .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(1)
+            # a few more than needed: the next ones may belong to subscriptions already chosen
+            .limit(limit * 4)
             .with_for_update(skip_locked=True, of=Delivery)
         )
         if exclude:
             query = query.where(Delivery.subscription_id.not_in(list(exclude)))
-        delivery_id = session.scalar(query)
-        if delivery_id is None:
-            return None
-        delivery = session.get_one(Delivery, delivery_id)
-        subscription = session.get_one(Subscription, delivery.subscription_id)
-        if subscription.consecutive_failures >= BREAKER_AFTER:
-            # Half-open: this one delivery probes the endpoint; the rest wait for its answer.
-            subscription.paused_until = now + lease
-        event = session.scalars(
-            select(OutboxEvent).where(OutboxEvent.seq == delivery.event_seq)
-        ).one()
-        # Counted when claimed, so a delivery that kills its worker still runs out of retries.
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + lease
-        return Claim(
-            delivery_id=delivery.id,
-            attempt=delivery.attempts,
-            subscription_id=subscription.id,
-            url=subscription.url,
-            secret=subscription.secret,
-            event_id=event.id,
-            event_type=event.type,
-            occurred_at=event.occurred_at,
-            payload=event.payload,
-        )
+        chosen: dict[uuid.UUID, int] = {}
+        for delivery_id, subscription_id in session.execute(query):
+            if subscription_id not in chosen:
+                chosen[subscription_id] = delivery_id
+                if len(chosen) == limit:
+                    break
+        claims = []
+        for delivery_id in chosen.values():
+            delivery = session.get_one(Delivery, delivery_id)
+            subscription = session.get_one(Subscription, delivery.subscription_id)
+            if subscription.consecutive_failures >= BREAKER_AFTER:
+                # Half-open: this one delivery probes the endpoint; the rest wait for its answer.
+                subscription.paused_until = now + lease
+            event = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.seq == delivery.event_seq)
+            ).one()
+            # Counted when claimed, so a delivery that kills its worker still runs out of retries.
+            delivery.attempts += 1
+            delivery.next_attempt_at = now + lease
+            claims.append(
+                Claim(
+                    delivery_id=delivery.id,
+                    attempt=delivery.attempts,
+                    subscription_id=subscription.id,
+                    url=subscription.url,
+                    secret=subscription.secret,
+                    event_id=event.id,
+                    event_type=event.type,
+                    occurred_at=event.occurred_at,
+                    payload=event.payload,
+                )
+            )
+        return claims
 
     return bookkeeping(session, step)
 
@@ -275,6 +297,30 @@ def record(session: Session, context: Context, claim: Claim, answer: Answer, now
         return outcome
 
     return run_write(session, context, disable_subscription, lambda outcome, _uow: outcome).body
+
+
+def record_many(
+    session: Session, context: Context, finished: list[tuple[Claim, Answer]], now: datetime
+) -> list[str]:
+    """`record` several attempts: the ones that settle only their delivery in one short
+    transaction (in subscription order, so two workers lock rows in the same order), the ones
+    that end a subscription each through `record`. Outcomes in the order given."""
+    settings = context.settings
+    plain = sorted(
+        (i for i, (c, a) in enumerate(finished) if give_up_reason(c, a, settings) is None),
+        key=lambda i: (str(finished[i][0].subscription_id), finished[i][0].delivery_id),
+    )
+    outcomes: dict[int, str] = {}
+    if plain:
+
+        def step(s: Session) -> list[str]:
+            return [_settle(s, *finished[i], now, settings) for i in plain]
+
+        outcomes.update(zip(plain, bookkeeping(session, step), strict=True))
+    for i, (claim_, answer) in enumerate(finished):
+        if i not in outcomes:
+            outcomes[i] = record(session, context, claim_, answer, now)
+    return [outcomes[i] for i in range(len(finished))]
 
 
 def _settle(
