@@ -32,6 +32,9 @@ MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as inventory.metrics reads it
 HEADER_TIMEOUT_MS = 10_000
 # Python threads per process that run requests (the rest of the work is granian's, in Rust).
 THREADS = 4
+# On SIGTERM, requests in progress get this long to finish before their process is killed (a
+# worker waiting on a connection that never closes would otherwise hold the shutdown for ever).
+STOP_TIMEOUT_S = 20
 
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,
@@ -90,4 +93,5 @@ def serve(host: str, port: int, workers: int, threads: int = THREADS) -> None:
         websockets=False,
         log_dictconfig=LOG_CONFIG,
         respawn_failed_workers=True,
+        workers_kill_timeout=STOP_TIMEOUT_S,
     ).serve()
