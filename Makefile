@@ -3,7 +3,6 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export INVENTORY_DATABASE_URL ?= sqlite:///$(CURDIR)/instance/inventory.sqlite3
 
 .PHONY: run test lint typecheck unit soak bench install clean
 
@@ -15,9 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The database and the signing key live in instance/ beside this Makefile unless
+# INVENTORY_INSTANCE_DIR (or INVENTORY_DATABASE_URL, INVENTORY_SIGNING_KEY) says otherwise.
 run: $(STAMP)
 	$(BIN)/inventory db upgrade
+	$(BIN)/inventory keys init
 	$(BIN)/inventory demo prepare
+	@echo "Serving Stockpile on http://127.0.0.1:8000 (docs: /api/v1/docs); Ctrl-C stops it."
 	$(BIN)/inventory serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
