@@ -405,11 +405,18 @@ def report_group() -> None:
 @click.option("--depot", "depots", multiple=True, help="depot code; repeat for several")
 @click.option("--as-of", "as_of_text", help="the books at this time (ISO 8601 with offset)")
 @click.option("--format", "output", type=click.Choice(["json", "csv"]), default="json")
-def report_accountability(depots: tuple[str, ...], as_of_text: str | None, output: str) -> None:
-    """Per depot and in total: on the books, in store, issued, in transit, lost, unaccounted."""
+@click.option("--dictionary", is_flag=True, help="print the CSV's columns and their definitions")
+def report_accountability(
+    depots: tuple[str, ...], as_of_text: str | None, output: str, dictionary: bool
+) -> None:
+    """Per depot and in total: on the books, in store, issued, in transit, lost, unaccounted,
+    and the accountability rates of weapons and of rounds."""
     from .services import reports
     from .services.errors import ServiceError
 
+    if dictionary:
+        click.echo(reports.dictionary_csv(), nl=False)
+        return
     settings = Settings.from_env()
     as_of = _moment(as_of_text, "--as-of")
     try:
