@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit soak bench install clean
+.PHONY: run test lint typecheck unit soak bench install constraints clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ soak: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The Docker image installs exactly these versions. After changing dependencies in pyproject.toml:
+# `make install constraints`, then commit constraints.txt. The header (and the setuptools pin for the
+# image's build) is kept; everything below the marker line is what .venv has now.
+constraints: $(STAMP)
+	sed '/^# --- pinned by pip freeze/q' constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
