@@ -359,7 +359,9 @@ def worker_command(once: bool) -> None:
     from .worker import Worker
 
     logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "INFO"))
-    Worker(Settings.from_env()).run(once=once)
+    settings = Settings.from_env()
+    require_database(settings)
+    Worker(settings).run(once=once)
 
 
 def _moment(value: str | None, option: str) -> datetime | None:

@@ -187,6 +187,8 @@ def test_from_another_directory_nothing_appears_there(tmp_path: Path) -> None:
     elsewhere.mkdir()
     env = clean_environment(INVENTORY_INSTANCE_DIR=str(instance))
     for args in (
+        ("worker", "--once"),
+        ("sweep",),
         ("report", "accountability"),
         ("audit", "checkpoint"),
         ("audit", "verify"),
@@ -245,3 +247,24 @@ def test_the_default_instance_folder_does_not_depend_on_the_working_directory(
         f"sqlite:///{ROOT / 'instance' / 'inventory.sqlite3'}\n"
         f"{ROOT / 'instance' / 'audit-signing-key.pem'}\n"
     }
+
+
+def test_without_a_key_the_api_says_so_and_makes_none(cli: Cli, tmp_path: Path) -> None:
+    from inventory import create_app
+    from inventory.settings import Settings
+
+    made = cli("tokens", "create", "--name", "a", "--role", "admin", "--json")
+    token = json.loads(made.output)["token"]
+    key = tmp_path / "nowhere" / "audit-signing-key.pem"
+    settings = Settings(database_url=cli.database_url, instance_dir=tmp_path, signing_key_path=key)
+    app = create_app({"SETTINGS": settings})
+    try:
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        for method, path in (("GET", "public-key"), ("POST", "checkpoints")):
+            answer = client.open(f"/api/v1/audit/{path}", method=method, headers=headers)
+            assert answer.status_code == 503, answer.get_json()
+            assert "inventory keys init" in answer.get_json()["detail"]
+    finally:
+        app.extensions["inventory.engine"].dispose()
+    assert not key.parent.exists()

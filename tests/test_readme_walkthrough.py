@@ -33,6 +33,33 @@ def walkthrough_blocks(readme: str) -> list[str]:
     ]
 
 
+DETAIL = re.compile(r'"detail": "([^"]*)"')
+
+
+def expected_details(readme: str) -> dict[int, str]:
+    """For runnable block i, the `detail` of the answer the README shows right after it (a
+    `json illustrative` block), when it shows one: the walkthrough must answer just that."""
+    fences = FENCE.findall(readme)
+    expected: dict[int, str] = {}
+    number = 0
+    for index, (info, body) in enumerate(fences):
+        if "curl" not in body or "illustrative" in info.split():
+            continue
+        number += 1
+        following = fences[index + 1] if index + 1 < len(fences) else ("", "")
+        if following[0].split()[:2] == ["json", "illustrative"]:
+            if found := DETAIL.search(following[1]):
+                expected[number] = found.group(1)
+    return expected
+
+
+def test_the_readme_carries_its_own_docs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "../shared" not in readme and "shared/" not in readme
+    for page in ("docs/design.md", "docs/operations.md"):
+        assert f"]({page})" in readme and (ROOT / page).is_file(), page
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -69,8 +96,11 @@ def newcomer_environment(instance: Path) -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_every_readme_curl_block_runs_against_a_live_server_twice(tmp_path: Path) -> None:
-    blocks = walkthrough_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = walkthrough_blocks(readme)
     assert len(blocks) >= 5, "the README walkthrough lost its curl blocks"
+    details = expected_details(readme)
+    assert details, "the README shows no expected refusal (the webhook step shows one)"
     port = free_port()
     instance = tmp_path / "instance"
     env = newcomer_environment(instance)
@@ -109,6 +139,8 @@ def test_every_readme_curl_block_runs_against_a_live_server_twice(tmp_path: Path
                 f"README curl block {number} failed on run {run} ({done.returncode}):\n{block}\n"
                 f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
             )
+            if number in details:
+                assert details[number] in done.stdout, (number, details[number], done.stdout)
     finally:
         server.terminate()
         try:
