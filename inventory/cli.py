@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -310,9 +312,16 @@ def audit() -> None:
     type=click.File("r"),
     help="a checkpoint (JSON, as the API gave it) the log must still extend",
 )
-def audit_verify(checkpoint_file: IO[str] | None) -> None:
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.File("rb"),
+    help="the PEM public key the kept checkpoint was signed with, if not the current one "
+    "(a checkpoint from before a key rotation)",
+)
+def audit_verify(checkpoint_file: IO[str] | None, public_key_file: IO[bytes] | None) -> None:
     """Walk the hash chain and the signed checkpoints; exit 0 if it verifies, 1 naming the first
-    bad record if not."""
+    bad record if not. With --checkpoint, also prove the log extends that checkpoint, and say so."""
     settings = Settings.from_env()
     kept = None
     if checkpoint_file is not None:
@@ -320,10 +329,23 @@ def audit_verify(checkpoint_file: IO[str] | None) -> None:
             kept = checkpoints.Checkpoint.from_json(json.load(checkpoint_file))
         except (ValueError, ServiceError) as error:
             raise click.BadParameter(str(error), param_hint="--checkpoint") from error
+    kept_key = None
+    if public_key_file is not None:
+        if kept is None:
+            raise click.UsageError("--public-key checks a --checkpoint; give one")
+        try:
+            loaded = serialization.load_pem_public_key(public_key_file.read())
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--public-key") from error
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise click.BadParameter("not an Ed25519 public key", param_hint="--public-key")
+        kept_key = loaded
     with open_session(settings) as session:
         total = audit_log.length(session)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-            verdict = checkpoints.verify(session, settings, progress=bar.update, kept=kept)
+            verdict = checkpoints.verify(
+                session, settings, progress=bar.update, kept=kept, kept_key=kept_key
+            )
     report = verdict.report()
     if kept is not None:
         report["checkpoint"] = {**kept.as_json(), "extended": verdict.ok}

@@ -146,6 +146,27 @@ def test_a_new_key_signs_only_with_rotate_which_the_log_records(cli: Cli, tmp_pa
     ]
     assert cli("audit", "checkpoint").exit_code == 0  # the new key is now the one to use
 
+    # A checkpoint kept from before the rotation: its signature needs the old public key.
+    from cryptography.hazmat.primitives import serialization
+
+    kept = tmp_path / "kept.json"
+    kept.write_text(first.output)
+    assert cli("audit", "verify", "--checkpoint", str(kept)).exit_code == 1
+    old_private = serialization.load_pem_private_key(
+        (tmp_path / "old-key.pem").read_bytes(), password=None
+    )
+    old_public = tmp_path / "old-public.pem"
+    old_public.write_bytes(
+        old_private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    proved = cli("audit", "verify", "--checkpoint", str(kept), "--public-key", str(old_public))
+    assert proved.exit_code == 0, proved.output
+    assert f"proved: the log extends the checkpoint of seq {json.loads(first.output)['seq']}" in (
+        proved.stderr
+    )
+
 
 def test_verify_names_the_checkpoint_it_proved(cli: Cli, tmp_path: Path) -> None:
     cli("keys", "init")

@@ -227,17 +227,20 @@ def verify(
     *,
     progress: Callable[[int], None] | None = None,
     kept: Checkpoint | None = None,
+    kept_key: Ed25519PublicKey | None = None,
 ) -> Verdict:
     """Walk the whole audit log at one moment and hold it to every stored checkpoint and to `kept`
-    (one a monitor kept, whose signature must verify with this server's key). Ends the session's
-    transaction first."""
+    (one a monitor kept, whose signature must verify with `kept_key`, by default this server's
+    key: a checkpoint from before a key rotation needs the key it was signed with). Ends the
+    session's transaction first."""
     audit_log.read_snapshot(session)
     public = _existing_public_key(settings)
     # The checkpoint table and the log's own checkpoint records: a forger must undo both.
     known = set(stored(session)) | set(recorded(session))
     pins = [_pin(checkpoint, public) for checkpoint in sorted(known, key=lambda c: c.seq)]
     if kept is not None:
-        pins.append(Pin(kept.seq, kept.hash, kept.label(), signature_problem(kept, public)))
+        problem = signature_problem(kept, kept_key or public)
+        pins.append(Pin(kept.seq, kept.hash, kept.label(), problem))
     try:
         return audit_log.verify(session, progress, pins)
     finally:
