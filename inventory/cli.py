@@ -187,7 +187,11 @@ def keys_init() -> None:
     unless it exists; never replaces a key."""
     settings = Settings.from_env()
     path = settings.signing_key_path
-    public, made = checkpoints.init_key(settings)
+    try:
+        public, made = checkpoints.init_key(settings)
+    except OSError as error:
+        message = f"cannot make the audit signing key at {path}: {error}"
+        raise click.ClickException(message) from error
     key = checkpoints.key_id(public)
     if not made:
         click.echo(f"kept the audit signing key {key} at {path}; nothing made")

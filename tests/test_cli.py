@@ -289,3 +289,11 @@ def test_without_a_key_the_api_says_so_and_makes_none(cli: Cli, tmp_path: Path) 
     finally:
         app.extensions["inventory.engine"].dispose()
     assert not key.parent.exists()
+
+
+def test_a_key_that_cannot_be_made_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = clean_environment(INVENTORY_SIGNING_KEY=str(blocker / "audit-signing-key.pem"))
+    result = CliRunner().invoke(main, ["keys", "init"], env=env)
+    assert_one_error_line(result, says="cannot make the audit signing key")
