@@ -140,7 +140,8 @@ def db_upgrade(revision: str) -> None:
             os.path.dirname(settings.database_url.removeprefix("sqlite:///")) or ".", exist_ok=True
         )
     migrate.upgrade(settings.database_url, revision)
-    click.echo(f"database at {revision}")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    click.echo(f"database {shown} is at revision {revision}")
 
 
 @db.command("check")
