@@ -24,7 +24,7 @@ from ..services import audit_log, discrepancies, sweep
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session, write
-from .pagination import PageArgs, keyset_page, page_of
+from .pagination import AscendingPageArgs, keyset_page, page_of
 
 blp = Blueprint(
     "discrepancies",
@@ -91,7 +91,7 @@ class DiscrepancyDetailSchema(DiscrepancySchema):
     events = fields.List(fields.Nested(EventSchema))
 
 
-class DiscrepancyFilterSchema(PageArgs):
+class DiscrepancyFilterSchema(AscendingPageArgs):
     status = fields.String(validate=validate.OneOf(DISCREPANCY_STATUSES))
     kind = fields.String(validate=validate.OneOf([str(k) for k in DiscrepancyKind]))
     depot = fields.String(metadata={"description": "depot code"})
@@ -158,7 +158,8 @@ class Discrepancies(MethodView):
     @blp.arguments(DiscrepancyFilterSchema, location="query")
     @blp.response(200, page_of(DiscrepancySchema))
     def get(self, args: dict[str, Any]) -> Any:
-        """List discrepancies, oldest first (clerks: their depots); `format=csv` to download"""
+        """List discrepancies, oldest first (`order=desc` for newest first; clerks: their
+        depots); `format=csv` to download"""
         filters = {k: args.pop(k) for k in ("status", "kind", "depot", "severity") if k in args}
         session = db_session()
         stmt = discrepancies.discrepancies_query(session, current_actor(), **filters)

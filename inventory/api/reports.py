@@ -14,6 +14,7 @@ from ..domain.actors import Role
 from ..services import reports
 from .auth import allow, current_actor
 from .context import db_session, settings
+from .fields import Timestamp
 
 blp = Blueprint(
     "reports", __name__, url_prefix="/api/v1/reports", description="Accountability reports"
@@ -25,7 +26,7 @@ class ReportArgs(Schema):
         fields.String(),
         metadata={"description": "depot code; repeat for several (default: all you may read)"},
     )
-    as_of = fields.AwareDateTime(metadata={"description": "the books at that time; default now"})
+    as_of = Timestamp(metadata={"description": "the books at that time; default now"})
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
 
 
