@@ -71,7 +71,8 @@ def check_value(value: Any) -> None:
     while stack:
         item, path, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise NotJSON(f"the body is nested deeper than {MAX_DEPTH} levels (at {path})")
+            where = path if len(path) <= 80 else path[:80] + "..."
+            raise NotJSON(f"the body is nested deeper than {MAX_DEPTH} levels (at {where})")
         if isinstance(item, dict):
             for key, child in item.items():
                 if has_forbidden_characters(key):

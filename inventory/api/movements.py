@@ -48,7 +48,7 @@ class WeaponRegistrationSchema(Schema):
     item_type = fields.String(required=True)
     marking_status = fields.String(load_default="intact", validate=validate.OneOf(MARKING_STATUSES))
     origin = fields.String(validate=validate.OneOf(ORIGINS))
-    year_of_manufacture = fields.Integer(validate=YEAR)
+    year_of_manufacture = fields.Integer(strict=True, validate=YEAR)
     country_of_manufacture = fields.String(validate=validate.Length(max=64))
     import_marks = fields.String(validate=validate.Length(max=200))
 
@@ -66,7 +66,7 @@ class LotRegistrationSchema(Schema):
     lot_number = Marking(required=True)
     item_type = fields.String(required=True)
     manufacturer = Marking()
-    year_of_manufacture = fields.Integer(validate=YEAR)
+    year_of_manufacture = fields.Integer(strict=True, validate=YEAR)
 
 
 class LineSchema(Schema):
