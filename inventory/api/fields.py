@@ -20,6 +20,7 @@ class Marking(fields.String):
         kwargs["metadata"].setdefault(
             "description", "as marked; normalised to NFKC upper case with single spaces"
         )
+        kwargs["metadata"].setdefault("minLength", 1)  # blank is refused: the schema says so
         super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:

@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 
 from ..domain.actors import Role
 from ..services import reports
+from ..services.csv_export import CSV_SAFETY
 from .auth import allow, current_actor
 from .context import db_session, settings
 from .fields import Timestamp
@@ -27,7 +28,11 @@ class ReportArgs(Schema):
         metadata={"description": "depot code; repeat for several (default: all you may read)"},
     )
     as_of = Timestamp(metadata={"description": "the books at that time; default now"})
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "csv: one row per depot; a cell of " + CSV_SAFETY},
+    )
 
 
 class AmmunitionTallySchema(Schema):

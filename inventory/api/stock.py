@@ -91,7 +91,9 @@ class HoldingsSchema(Schema):
 
 
 class HoldingsArgs(Schema):
-    holder = fields.String(required=True, metadata={"description": "kind:code"})
+    holder = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"description": "kind:code"}
+    )
     as_of = Timestamp(metadata={"description": "the books at that time; default now"})
 
 

@@ -24,8 +24,6 @@ Everything is a few grouped queries over all holders at once, never a query per 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +49,7 @@ from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
+from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
 WEAPON_FIELDS = ("on_books", "in_store", "issued", "in_transit", "lost", "unaccounted")
@@ -425,9 +424,9 @@ def as_json(report: Report) -> dict[str, Any]:
 
 
 def as_csv(report: Report) -> str:
-    """One header row and one row per depot (no totals row); every cell a plain value."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
+    """One header row and one row per depot (no totals row); every cell a plain value, and none
+    a formula (the one CSV writer sees to that)."""
+    out = CsvWriter()
     out.writerow(
         [
             "as_of",
@@ -450,4 +449,4 @@ def as_csv(report: Report) -> str:
                 account.accountability_rate,
             ]
         )
-    return buffer.getvalue()
+    return out.getvalue()
