@@ -22,6 +22,7 @@ from .problems import problem
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 40  # far beyond any count, year or limit; each field bounds its own range
 FORBIDDEN = re.compile("[\x00\ud800-\udfff]")
+SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")  # NUL or any surrogate, paired or not
 
 
 def has_forbidden_characters(text: str) -> bool:
@@ -40,10 +41,6 @@ class _HugeInteger:
         self.digits = digits
 
 
-def _integer(text: str) -> int | _HugeInteger:
-    return _HugeInteger(text) if len(text.lstrip("-")) > MAX_INT_DIGITS else int(text)
-
-
 def _refuse_constant(name: str) -> Any:
     raise NotJSON(f"{name} is not JSON")
 
@@ -51,9 +48,17 @@ def _refuse_constant(name: str) -> Any:
 def parse_body(data: bytes) -> Any:
     """The body as JSON; `NotJSON` (400) or `Invalid` (422 naming the field) if it is not one
     this API reads."""
+    huge: list[_HugeInteger] = []
+
+    def integer(text: str) -> int | _HugeInteger:
+        if len(text.lstrip("-")) <= MAX_INT_DIGITS:
+            return int(text)
+        huge.append(_HugeInteger(text))
+        return huge[-1]
+
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, parse_int=_integer, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_int=integer, parse_constant=_refuse_constant)
     except UnicodeDecodeError as error:
         raise NotJSON(f"the body is not UTF-8: {error.reason} at byte {error.start}") from error
     except RecursionError as error:
@@ -61,25 +66,42 @@ def parse_body(data: bytes) -> Any:
     except json.JSONDecodeError as error:
         where = f"at character {error.pos}"
         raise NotJSON(f"the body is not valid JSON: {error.msg} {where}") from error
-    check_value(value)
+    check_depth(value)
+    # JSON refuses raw control characters in strings and UTF-8 cannot carry a lone surrogate, so
+    # a NUL or a surrogate can only come from a \u escape: most bodies skip the walk below.
+    if huge or SUSPECT_ESCAPE.search(text):
+        check_values(value)
     return value
 
 
-def check_value(value: Any) -> None:
-    """Walk a parsed body (without recursion) for depth, huge integers and bad characters."""
-    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
-    while stack:
-        item, path, depth = stack.pop()
+def check_depth(value: Any) -> None:
+    """`NotJSON` if `value` nests containers deeper than MAX_DEPTH (read level by level)."""
+    level, depth = [value] if type(value) in (dict, list) else [], 0
+    while level:
+        depth += 1
         if depth > MAX_DEPTH:
-            where = path if len(path) <= 80 else path[:80] + "..."
-            raise NotJSON(f"the body is nested deeper than {MAX_DEPTH} levels (at {where})")
+            raise NotJSON(f"the body is nested deeper than {MAX_DEPTH} levels")
+        inner: list[Any] = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    inner.append(child)
+        level = inner
+
+
+def check_values(value: Any) -> None:
+    """`Invalid` naming the first huge integer or string with a NUL or lone surrogate."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
         if isinstance(item, dict):
             for key, child in item.items():
                 if has_forbidden_characters(key):
                     _invalid(path, "a key contains a NUL character or a lone surrogate")
-                stack.append((child, f"{path}.{key}" if path else key, depth + 1))
+                stack.append((child, f"{path}.{key}" if path else key))
         elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
         elif isinstance(item, str):
             if has_forbidden_characters(item):
                 _invalid(path, "contains a NUL character or a lone surrogate")
