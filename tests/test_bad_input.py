@@ -24,6 +24,7 @@ from inventory.services import audit_log
 
 from .conftest import Api, unique
 from .ledger_helpers import World, ago, make_world
+from .test_paging import served_spec
 
 PROBLEM = "application/problem+json"
 COUNTED = (Holder, Weapon, Lot, LotHolding, Movement, AuditRecord)
@@ -569,3 +570,33 @@ def test_sql_metacharacters_in_serials_are_stored_literally(app: Flask, world: W
     assert found["items"] == []
     before = counts(app)
     assert before["weapons"] >= len(tricks)  # the table is still there
+
+
+def test_a_filter_refuses_blank_exactly_when_its_schema_says_min_length(world: World) -> None:
+    """`?serial=` is refused where the document says minLength 1, and only there: the schema
+    and the service agree on what blank means."""
+    checked = 0
+    for path, operations in served_spec()["paths"].items():
+        parameters = operations.get("get", {}).get("parameters", [])
+        if "{" in path:
+            continue
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if parameter["in"] != "query" or schema.get("type") != "string":
+                continue
+            if "enum" in schema or "format" in schema or parameter["name"] == "after":
+                continue
+            others = {
+                p["name"]: f"depot:{world.depot}" if p["name"] == "holder" else "X"
+                for p in parameters
+                if p.get("required") and p["name"] != parameter["name"]
+            }
+            query = {**others, parameter["name"]: ""}
+            response = world.api.get(path, query_string=query)
+            refused = response.status_code == 422 and parameter["name"] in (
+                response.get_json().get("errors") or {}
+            )
+            says = schema.get("minLength", 0) >= 1
+            assert refused == says, (path, parameter["name"], response.get_json())
+            checked += 1
+    assert checked >= 10
