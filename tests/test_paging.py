@@ -357,7 +357,13 @@ def one_page(api: Api, url: str, order: str | None) -> list[dict[str, Any]]:
 
 
 def identities(items: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(item, sort_keys=True) for item in items]
+    """What names each item: its id, seq, code or movement, else all of it. Items can carry
+    figures of the moment they were read (a transfer's age), so whole items would differ."""
+    names = []
+    for item in items:
+        key = next((k for k in ("id", "seq", "code", "movement_id") if k in item), None)
+        names.append(str(item[key]) if key else json.dumps(item, sort_keys=True))
+    return names
 
 
 @pytest.mark.parametrize("path", sorted(envelope_lists(served_spec())))
@@ -373,12 +379,14 @@ def test_every_list_pages_to_its_end_in_order(filling: Filling, path: str) -> No
         assert len(items) >= ENOUGH, f"{url}: the filler made too few items"
         seen = identities(items)
         assert len(set(seen)) == len(seen), f"{url} ({order}): an item came twice"
-        assert items == one_page(filling.api, url, order), f"{url} ({order}): pages differ"
+        whole = identities(one_page(filling.api, url, order))
+        assert seen == whole, f"{url} ({order}): the pages differ from one big page"
         if filler.key is not None:
             keys = [filler.key(item) for item in items]
             expected = sorted(keys, reverse=order == "desc")
             assert keys == expected, f"{url} ({order}): out of order"
         walked[order] = items
     if default:
-        assert walked["desc"] == walked["asc"][::-1]
-        assert walk(filling.api, url, None) == walked[default], f"{url}: default is not {default}"
+        assert identities(walked["desc"]) == identities(walked["asc"])[::-1]
+        undirected = identities(walk(filling.api, url, None))
+        assert undirected == identities(walked[default]), f"{url}: the default is not {default}"
