@@ -24,6 +24,7 @@ from flask import request
 from marshmallow import Schema, fields, validate
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.types import TypeDecorator
 
 from ..services.errors import Invalid
 from .input_limits import has_forbidden_characters
@@ -112,7 +113,10 @@ def _plain(value: Any) -> Any:
 
 def _typed(key: Key, value: Any) -> Any:
     """`value` as the key column's Python type, or `Invalid` if it cannot be one."""
-    python_type = key.type.python_type
+    column_type = key.type
+    if isinstance(column_type, TypeDecorator):  # e.g. UTCDateTime: its stored type says
+        column_type = column_type.impl_instance
+    python_type = column_type.python_type
     if python_type is int:
         if type(value) is int and -BIGINT <= value <= BIGINT:
             return value
