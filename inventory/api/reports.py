@@ -12,9 +12,11 @@ from marshmallow import Schema, fields, validate
 
 from ..domain.actors import Role
 from ..services import reports
+from ..services.csv_export import CSV_SAFETY
 from ..services.errors import Invalid
 from .auth import allow, current_actor
 from .context import db_session, settings
+from .fields import Timestamp
 
 blp = Blueprint(
     "reports", __name__, url_prefix="/api/v1/reports", description="Accountability reports"
@@ -26,8 +28,12 @@ class ReportArgs(Schema):
         fields.String(),
         metadata={"description": "depot code; repeat for several (default: all you may read)"},
     )
-    as_of = fields.AwareDateTime(metadata={"description": "the books at that time; default now"})
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+    as_of = Timestamp(metadata={"description": "the books at that time; default now"})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "csv: one row per depot; a cell of " + CSV_SAFETY},
+    )
     dictionary = fields.Boolean(
         load_default=False,
         metadata={

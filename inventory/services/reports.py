@@ -26,8 +26,6 @@ Everything is a few grouped queries over all holders at once, never a query per 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +51,7 @@ from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
+from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
 WEAPON_FIELDS = ("on_books", "in_store", "issued", "in_transit", "lost", "unaccounted")
@@ -507,9 +506,8 @@ COLUMNS = _columns()
 
 def as_csv(report: Report) -> str:
     """One header row (the names in COLUMNS) and one row per depot (no totals row); every cell a
-    plain value."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
+    plain value, and none a formula (the one CSV writer sees to that)."""
+    out = CsvWriter()
     out.writerow(list(COLUMNS))
     as_of = audit_log.timestamp(report.as_of)
     for account in report.depots:
@@ -524,13 +522,13 @@ def as_csv(report: Report) -> str:
                 account.rounds_accountability_rate,
             ]
         )
-    return buffer.getvalue()
+    return out.getvalue()
 
 
 def dictionary_csv() -> str:
     """The CSV's data dictionary: a `column,definition` header and one row per column."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
+    out = CsvWriter()
     out.writerow(["column", "definition"])
-    out.writerows(COLUMNS.items())
-    return buffer.getvalue()
+    for column, definition in COLUMNS.items():
+        out.writerow([column, definition])
+    return out.getvalue()

@@ -248,7 +248,7 @@ def trace(
     )
     found = []
     for weapon in weapons:
-        chain = custody.weapon_history(session, actor, weapon.id)
+        chain = custody.chain_of_custody(session, custody.weapon_history(session, actor, weapon.id))
         found.append(TraceCandidate(weapon, chain, last_accountable(session, chain)))
     return found
 
