@@ -48,7 +48,8 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     checkpoints = importlib.import_module("inventory.services.checkpoints")
     made = checkpoints.make_checkpoint(uow)
     if not any(event["type"] == CHECKPOINT_EVENT for event in uow.events):
-        outbox.publish(uow, CHECKPOINT_EVENT, made.as_json())
+        # The chain checkpoint, and the transparency log's signed tree head (C2SP note) with it.
+        outbox.publish(uow, CHECKPOINT_EVENT, {**made.as_json(), "tree_head": made.tree_head})
     return made
 
 

@@ -15,6 +15,7 @@ from . import (
     context,
     discrepancies,
     health,
+    log,
     movements,
     problems,
     reference,
@@ -44,6 +45,7 @@ BLUEPRINTS = [
     discrepancies.sweep_blp,
     reports.blp,
     audit.blp,
+    log.blp,
 ]
 
 
