@@ -170,6 +170,13 @@ class Worker:
         if checkpoints is None:
             log.info("no checkpoints in this build (inventory.services.checkpoints); skipped")
             return
+        if (transparency := _optional("inventory.services.transparency")) is not None:
+            run_write(
+                self.session,
+                self.context,
+                lambda uow: transparency.flag_uncosigned(uow, self.clock()),
+                lambda _flagged, _uow: None,
+            )
         head_seq, _hash = audit_log.head(self.session)
         latest = checkpoints.latest(self.session)
         self.session.rollback()

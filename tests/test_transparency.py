@@ -363,3 +363,59 @@ def test_the_cli_integrates_and_the_monitor_command_reports(
         assert root == merkle.root_from_leaves([merkle.leaf_hash(bytes(b)) for b in bodies][:13])
     finally:
         session.close()
+
+
+def test_the_worker_alerts_once_when_no_witness_cosigned_in_time(watched: Monitored) -> None:
+    from inventory.domain.actors import operator
+    from inventory.services.unit_of_work import Context, run_write
+    from inventory.worker import Worker
+
+    session = watched.log.sessions()
+    latest = transparency.checkpoint(session)
+    signed_at, size = latest.signed_at, latest.tree_size
+    session.close()
+    late = signed_at + watched.log.settings.cosignature_grace + timedelta(minutes=1)
+
+    def flag(now: Any) -> Any:
+        session = watched.log.sessions()
+        try:
+            context = Context(actor=operator("tests"), settings=watched.log.settings)
+            return run_write(
+                session,
+                context,
+                lambda uow: transparency.flag_uncosigned(uow, now),
+                lambda f, _u: f,
+            ).body
+        finally:
+            session.close()
+
+    assert flag(late) is None  # no witness registered: nobody is expected to cosign
+    witness = Ed25519PrivateKey.generate()
+    name = "oversight.example/w1"
+    watched.log.write(
+        lambda uow: transparency.register_witness(uow, monitor.witness_verifier_key(name, witness))
+    )
+    assert flag(signed_at + timedelta(minutes=1)) is None  # still within the grace
+    session = watched.log.sessions()
+    worker = Worker(watched.log.settings, session=session, clock=lambda: late)
+    try:
+        worker.checkpoint()  # the worker's hourly step flags it (and signs a new head)...
+        worker.checkpoint()  # ...and flags each head once
+    finally:
+        session.close()
+    alerts = watched.client.get(
+        "/api/v1/alerts?type=log.uncosigned", headers={"Authorization": f"Bearer {watched.token}"}
+    ).get_json()["items"]
+    flagged = [a["data"]["tree_size"] for a in alerts]
+    # The head of 10 is flagged, and so is the one the worker signed on its first step (of 15):
+    # the fake clock is past its grace too. Each only once.
+    assert flagged[0] == size and len(flagged) == len(set(flagged)), alerts
+
+    # Once a witness cosigns the latest head, nothing is flagged.
+    session = watched.log.sessions()
+    body, _ = notes.split(transparency.checkpoint(session).note)
+    latest_size = transparency.checkpoint(session).tree_size
+    session.close()
+    line = monitor.cosignature_line(body, name, witness, 1_800_000_000)
+    watched.log.write(lambda uow: transparency.add_cosignature(uow, latest_size, line))
+    assert flag(late + timedelta(days=1)) is None

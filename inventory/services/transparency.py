@@ -17,19 +17,20 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import LargeBinary, bindparam, func, insert, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from ..db.bulk import among
 from ..db.models import AuditRecord, LogCheckpoint, LogCosignature, LogHash, LogWitness
 from ..domain import merkle, notes
 from ..settings import Settings
+from . import outbox
 from .errors import Conflict, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
 # Any constant will do, as long as every process that integrates uses it.
 MERKLE_LOCK = 0x5354_4B50_4D4B  # "STKPMK"
 BATCH = 100_000
+UNCOSIGNED_EVENT = "log.uncosigned"
 MAX_ENTRIES = 1000
 
 
@@ -89,14 +90,18 @@ def _leaf_hashes(session: Session, after: int, upto: int) -> list[bytes]:
 
 
 def _store(session: Session, start: int, hashes: list[bytes]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text(
-                "INSERT INTO log_hashes (idx, hash) "
-                "SELECT * FROM unnest(CAST(:idx AS bigint[]), CAST(:hashes AS bytea[]))"
-            ).bindparams(bindparam("hashes", type_=ARRAY(LargeBinary()))),
-            {"idx": list(range(start, start + len(hashes))), "hashes": hashes},
-        )
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Binary COPY: a back-fill stores two hashes per record, millions of rows.
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with (
+            driver.cursor() as cursor,
+            cursor.copy("COPY log_hashes (idx, hash) FROM STDIN WITH (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["int8", "bytea"])
+            for offset, digest in enumerate(hashes):
+                copy.write_row((start + offset, digest))
         return
     session.execute(
         insert(LogHash),
@@ -317,6 +322,36 @@ def uncosigned(session: Session, now: datetime, grace: timedelta) -> list[LogChe
         select(func.count()).where(LogCosignature.tree_size == latest.tree_size)
     )
     return [] if cosigned else [latest]
+
+
+def flag_uncosigned(uow: UnitOfWork, now: datetime) -> int | None:
+    """Alert (`log.uncosigned`, once per checkpoint) when the latest signed tree head has gone
+    `Settings.cosignature_grace` without any witness's cosignature, if witnesses are registered at
+    all. Returns the flagged tree size, or None (then nothing is written)."""
+    session = uow.session
+    late = uncosigned(session, now, uow.settings.cosignature_grace)
+    if not late or session.scalar(select(func.count()).select_from(LogWitness)) == 0:
+        uow.changed_nothing()
+        return None
+    row = late[0]
+    subject = f"log_checkpoint:{row.tree_size}"
+    flagged = session.scalar(
+        select(AuditRecord.seq)
+        .where(AuditRecord.action == UNCOSIGNED_EVENT, AuditRecord.subject == subject)
+        .limit(1)
+    )
+    if flagged is not None:
+        uow.changed_nothing()
+        return None
+    data = {
+        "tree_size": row.tree_size,
+        "root_hash": row.root_hash,
+        "signed_at": row.signed_at.isoformat(),
+        "grace_seconds": uow.settings.cosignature_grace.total_seconds(),
+    }
+    outbox.publish(uow, UNCOSIGNED_EVENT, data, severity="high")
+    uow.record(UNCOSIGNED_EVENT, subject, data)
+    return row.tree_size
 
 
 def uncosigned_seconds(session: Session, now: datetime, grace: timedelta) -> float:
