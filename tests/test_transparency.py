@@ -28,7 +28,13 @@ from .conftest import Api, unique
 from .ledger_helpers import make_world
 from .test_audit_tamper import Log, body_of, delete_from, hash_of, rehash_from, set_head
 
-LOG_TABLES = ("audit_records", "audit_checkpoints", "log_hashes", "log_checkpoints")
+LOG_TABLES = (
+    "audit_records",
+    "audit_checkpoints",
+    "log_hashes",
+    "log_checkpoints",
+    "log_cosignatures",
+)
 
 
 def fetcher(client: FlaskClient, token: str) -> monitor.Fetch:
@@ -419,3 +425,49 @@ def test_the_worker_alerts_once_when_no_witness_cosigned_in_time(watched: Monito
     line = monitor.cosignature_line(body, name, witness, 1_800_000_000)
     watched.log.write(lambda uow: transparency.add_cosignature(uow, latest_size, line))
     assert flag(late + timedelta(days=1)) is None
+
+
+def test_inventory_monitor_over_http_verifies_cosigns_and_then_catches_a_rewrite(
+    watched: Monitored, tmp_path: Path
+) -> None:
+    from .servers import Server
+
+    runner = CliRunner()
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(
+        transparency.verifier_key(
+            watched.log.settings, checkpoints.signing_key(watched.log.settings)
+        )
+    )
+    made = runner.invoke(
+        main,
+        ["log", "witness-key", "--name", "oversight.example/w1", "--out", str(tmp_path / "w.pem")],
+    )
+    assert made.exit_code == 0, made.output
+    watched.log.write(lambda uow: transparency.register_witness(uow, made.output.strip()))
+    watched.log.checkpoint()
+    state = tmp_path / "monitor-state.json"
+    env = {"INVENTORY_MONITOR_TOKEN": watched.token}
+    with Server(watched.log.url, tmp_path, workers=1) as server:
+        args = ["monitor", "--url", f"http://127.0.0.1:{server.port}", "--vkey", f"@{vkey}"]
+        args += ["--state", str(state), "--serial", watched.codes[0], "--serial", watched.codes[5]]
+        cosign = ["--cosign-key", str(tmp_path / "w.pem"), "--witness-name", "oversight.example/w1"]
+        result = runner.invoke(main, args + cosign, env=env)
+        assert result.exit_code == 0, result.output
+        assert "checkpoint of 14 records verified (held before: none)" in result.output
+        assert f"{watched.codes[5]}: records 8 proven included" in result.output
+        assert "cosignature posted" in result.output
+        held = json.loads(state.read_text())["checkpoint"]
+        assert held.startswith("stockpile.invalid/audit-log\n14\n")
+
+        with watched.tampering() as conn:
+            rewrite_deep(conn)
+            resign(conn)
+        watched.log.checkpoint()
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 1, result.output
+        assert (
+            "monitor: inconsistent: the checkpoint of 16 records does not extend the one of 14"
+            in result.output
+        )
+        assert json.loads(state.read_text())["checkpoint"] == held
