@@ -26,6 +26,7 @@ from inventory.services import checkpoints, tokens, transparency
 
 from .conftest import Api, unique
 from .ledger_helpers import make_world
+from .test_audit_db import database_with_app_role  # noqa: F401 (a fixture)
 from .test_audit_tamper import Log, body_of, delete_from, hash_of, rehash_from, set_head
 
 LOG_TABLES = (
@@ -471,3 +472,73 @@ def test_inventory_monitor_over_http_verifies_cosigns_and_then_catches_a_rewrite
             in result.output
         )
         assert json.loads(state.read_text())["checkpoint"] == held
+
+
+APPEND_ONLY_LOG_TABLES = ("log_hashes", "log_checkpoints", "log_cosignatures")
+
+
+def test_the_tree_and_its_heads_are_append_only(watched: Monitored) -> None:
+    from .test_audit_db import refusal, triggers
+
+    witness = Ed25519PrivateKey.generate()
+    vkey = monitor.witness_verifier_key("w.example/1", witness)
+    watched.log.write(lambda uow: transparency.register_witness(uow, vkey))
+    session = watched.log.sessions()
+    body, _ = notes.split(transparency.checkpoint(session).note)
+    session.close()
+    line = monitor.cosignature_line(body, "w.example/1", witness, 1_800_000_000)
+    watched.log.write(lambda uow: transparency.add_cosignature(uow, 10, line))
+    engine = watched.log.engine
+    postgres = engine.dialect.name == "postgresql"
+    for table in APPEND_ONLY_LOG_TABLES:
+        expected = (
+            {f"{table}_append_only", f"{table}_no_truncate"}
+            if postgres
+            else {f"{table}_no_update", f"{table}_no_delete"}
+        )
+        assert expected <= triggers(engine, table)
+        for statement in (
+            f"UPDATE {table} SET tree_size = tree_size"
+            if table != "log_hashes"
+            else "UPDATE log_hashes SET idx = idx",
+            f"DELETE FROM {table}",
+            *([f"TRUNCATE {table} CASCADE"] if postgres else []),
+        ):
+            assert "append-only" in refusal(engine, statement), statement
+
+
+def test_the_app_role_may_only_append_to_the_tree(
+    database_with_app_role: str,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import create_engine, event
+
+    from inventory.db.append_only import app_role
+
+    from .test_audit_db import refusal
+
+    role = app_role()
+    engine = create_engine(database_with_app_role)
+    try:
+        for table in APPEND_ONLY_LOG_TABLES:
+            for statement in (f"DELETE FROM {table}", f"TRUNCATE {table} CASCADE"):
+                refused = refusal(engine, statement, role=role)
+                assert f"permission denied for table {table}" in refused, statement
+    finally:
+        engine.dispose()
+    as_app = Log(database_with_app_role, tmp_path)
+    event.listen(
+        as_app.engine, "begin", lambda conn: conn.exec_driver_sql(f"SET LOCAL ROLE {role}")
+    )
+    try:
+        as_app.depots(2)
+        made = as_app.checkpoint()
+        assert made.tree_head is not None and made.tree_head.split("\n")[1] == "2"
+        witness = Ed25519PrivateKey.generate()
+        vkey = monitor.witness_verifier_key("w.example/1", witness)
+        as_app.write(lambda uow: transparency.register_witness(uow, vkey))
+        body, _ = notes.split(made.tree_head)
+        line = monitor.cosignature_line(body, "w.example/1", witness, 1_800_000_000)
+        as_app.write(lambda uow: transparency.add_cosignature(uow, 2, line))
+    finally:
+        as_app.engine.dispose()
