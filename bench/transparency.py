@@ -106,6 +106,14 @@ def main() -> None:
         session.close()
         report["inclusion_service"] = percentiles(alone)
         report["consistency_api"] = percentiles(consistency)
+        searches = []
+        for _ in range(5):
+            serial = f"{rng.randint(1, size):032x}"  # a request id: in every record's bytes
+            began = time.perf_counter()
+            reply = client.get(f"/api/v1/log/search?serial={serial}", headers=headers)
+            searches.append(time.perf_counter() - began)
+            assert reply.status_code == 200 and len(reply.get_json()["seqs"]) == 1
+        report["search_api"] = percentiles(searches)
         app.extensions["inventory.engine"].dispose()
 
         # A later, hourly-sized integration: 10,000 more records.
