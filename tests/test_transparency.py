@@ -542,3 +542,16 @@ def test_the_app_role_may_only_append_to_the_tree(
         as_app.write(lambda uow: transparency.add_cosignature(uow, 2, line))
     finally:
         as_app.engine.dispose()
+
+
+def test_no_tree_head_is_signed_over_rewritten_tree_hashes(watched: Monitored) -> None:
+    from inventory.services.errors import Conflict
+
+    # The hash of the first 8 records' subtree, which the root of 10 is made from.
+    eight = merkle.stored_hash_index(3, 0)
+    with watched.tampering() as conn:
+        conn.execute(
+            text("UPDATE log_hashes SET hash = :h WHERE idx = :i"), {"h": b"\0" * 32, "i": eight}
+        )
+    with pytest.raises(Conflict, match="the signed head of 10 records"):
+        watched.log.checkpoint()

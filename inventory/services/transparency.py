@@ -153,6 +153,18 @@ def sign_tree_head(uow: UnitOfWork, private: Ed25519PrivateKey, upto: int) -> st
     stored = session.get(LogCheckpoint, size)
     if stored is not None:
         return stored.note
+    previous = session.scalar(
+        select(LogCheckpoint).order_by(LogCheckpoint.tree_size.desc()).limit(1)
+    )
+    if previous is not None and (
+        previous.tree_size > size
+        or root_hash(session, previous.tree_size).hex() != previous.root_hash
+    ):
+        # Like the chain's checkpoints: never sign a head that contradicts the last one signed.
+        raise Conflict(
+            f"the stored tree no longer has the root of the signed head of {previous.tree_size} "
+            "records: its hashes were rewritten or cut; no tree head was signed"
+        )
     root = root_hash(session, size)
     name = origin(uow.settings)
     note = notes.sign(notes.checkpoint_body(name, size, root), name, private)
