@@ -52,10 +52,15 @@ def log_integrate() -> None:
 def log_verifier_key() -> None:
     """Print the note verifier key monitors check signed tree heads with."""
     from .services import checkpoints, transparency
+    from .services.errors import ServiceError
     from .settings import Settings
 
     settings = Settings.from_env()
-    click.echo(transparency.verifier_key(settings, checkpoints.signing_key(settings)))
+    try:
+        key = checkpoints.signing_key(settings)
+    except ServiceError as error:  # no key yet, or unreadable
+        raise click.ClickException(error.detail) from error
+    click.echo(transparency.verifier_key(settings, key))
 
 
 @log_group.command("witness-key")
