@@ -63,6 +63,10 @@ class Settings:
     worker_poll_interval: timedelta = timedelta(seconds=1)
     sweep_interval: timedelta = timedelta(minutes=1)
     checkpoint_interval: timedelta = timedelta(hours=1)
+    # The transparency log's origin line and note key name (one per deployment), and how long a
+    # signed tree head may wait for a witness's cosignature before it is flagged.
+    log_origin: str = "stockpile.invalid/audit-log"
+    cosignature_grace: timedelta = timedelta(hours=2)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -83,6 +87,10 @@ class Settings:
             values["app_role"] = env["INVENTORY_APP_ROLE"]
         if "INVENTORY_LOG_LEVEL" in env:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
+        if "INVENTORY_LOG_ORIGIN" in env:
+            values["log_origin"] = env["INVENTORY_LOG_ORIGIN"]
+        if "INVENTORY_COSIGNATURE_GRACE" in env:
+            values["cosignature_grace"] = _seconds(env["INVENTORY_COSIGNATURE_GRACE"])
         values.update(_worker_settings(env))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
