@@ -411,7 +411,8 @@ def test_the_worker_alerts_once_when_no_witness_cosigned_in_time(watched: Monito
     finally:
         session.close()
     alerts = watched.client.get(
-        "/api/v1/alerts?type=log.uncosigned&order=asc", headers={"Authorization": f"Bearer {watched.token}"}
+        "/api/v1/alerts?type=log.uncosigned&order=asc",
+        headers={"Authorization": f"Bearer {watched.token}"},
     ).get_json()["items"]
     flagged = [a["data"]["tree_size"] for a in alerts]
     # The head of 10 is flagged, and so is the one the worker signed on its first step (of 15):
