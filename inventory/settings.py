@@ -41,6 +41,8 @@ class Settings:
     worker_poll_interval: timedelta = timedelta(seconds=1)
     sweep_interval: timedelta = timedelta(minutes=1)
     checkpoint_interval: timedelta = timedelta(hours=1)
+    # A console session unused this long is over; the browser must sign in again.
+    console_idle: timedelta = timedelta(minutes=30)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -82,6 +84,7 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, object]:
         ("worker_poll_interval", "INVENTORY_WORKER_POLL"),
         ("sweep_interval", "INVENTORY_SWEEP_INTERVAL"),
         ("checkpoint_interval", "INVENTORY_CHECKPOINT_INTERVAL"),
+        ("console_idle", "INVENTORY_CONSOLE_IDLE"),
     ):
         if key in env:
             values[name] = _seconds(env[key])
