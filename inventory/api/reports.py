@@ -10,8 +10,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from ..clock import utcnow
 from ..domain.actors import Role
-from ..services import reports
+from ..services import report_pdf, reports
 from .auth import allow, current_actor
 from .context import db_session, settings
 
@@ -26,7 +27,11 @@ class ReportArgs(Schema):
         metadata={"description": "depot code; repeat for several (default: all you may read)"},
     )
     as_of = fields.AwareDateTime(metadata={"description": "the books at that time; default now"})
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv", "pdf")),
+        metadata={"description": "pdf: tables per depot, unaccounted weapons, audit head"},
+    )
 
 
 class AmmunitionTallySchema(Schema):
@@ -71,7 +76,22 @@ class Accountability(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Per depot and in total: weapons and rounds on the books, in store, issued, in transit,
         lost and unaccounted for, open discrepancies by kind, and the accountability rate.
-        Clerks see their depots. `format=csv`: one row per depot"""
+        Clerks see their depots. `format=csv`: one row per depot; `format=pdf`: a printable
+        report that also lists each unaccounted weapon and the audit log's head"""
+        if args["format"] == "pdf":
+            paper = report_pdf.gather(
+                db_session(),
+                current_actor(),
+                settings(),
+                args.get("depot"),
+                args.get("as_of"),
+                utcnow(),
+            )
+            return Response(
+                report_pdf.render(paper),
+                mimetype="application/pdf",
+                headers={"Content-Disposition": 'attachment; filename="accountability.pdf"'},
+            )
         report = reports.accountability(
             db_session(), current_actor(), settings(), args.get("depot"), args.get("as_of")
         )

@@ -27,7 +27,8 @@ FILTERS = ("depot", "kind", "severity", "status")
 
 def _filters() -> dict[str, Any]:
     """The query's filters and page, checked by the API's own schema."""
-    given = {k: v for k, v in request.args.items() if v and k in (*FILTERS, "after", "format")}
+    wanted = (*FILTERS, "after", "limit", "format")
+    given = {k: v for k, v in request.args.items() if v and k in wanted}
     given.setdefault("limit", str(PAGE_SIZE))
     errors = DiscrepancyFilterSchema().validate(given)
     if errors:
@@ -59,6 +60,7 @@ def discrepancy_list() -> ResponseReturnValue:
         severities=SEVERITIES,
         kinds=[str(k) for k in DiscrepancyKind],
         first_page=not args.get("after"),
+        limit=args["limit"] if args["limit"] != PAGE_SIZE else None,
     )
 
 
