@@ -169,6 +169,7 @@ def demo_prepare() -> None:
         for line in loaded.steps:
             click.echo(f"  - {line}")
     click.echo("\nStockpile is starting on http://127.0.0.1:8000 (docs: /api/v1/docs)")
+    click.echo("Console (in a browser; sign in with a token): http://127.0.0.1:8000/console/")
     click.echo("Tokens to try it with (Authorization: Bearer <token>):")
     for role, secret in issued.items():
         click.echo(f"  {role:8} {secret}")

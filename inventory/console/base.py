@@ -121,7 +121,7 @@ def when(value: Any) -> str:
 
 @bp.app_template_filter("percent")
 def percent(value: float) -> str:
-    return f"{value * 100:.1f} %"
+    return f"{value * 100:.2f} %"
 
 
 @bp.context_processor
