@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 
 from . import demo as demo_setup
 from . import logs
+from .clock import utcnow
 from .db import migrate
 from .db.engine import make_engine, make_session_factory
 from .domain.actors import operator
-from .services import audit_log, checkpoints, projection, tokens
+from .services import audit_log, audit_verifications, checkpoints, projection, tokens
 from .services.errors import ServiceError
 from .services.unit_of_work import Context, UnitOfWork, run_write
 from .settings import Settings
@@ -245,6 +246,7 @@ def audit_verify(checkpoint_file: IO[str] | None) -> None:
         total = audit_log.length(session)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
             verdict = checkpoints.verify(session, settings, progress=bar.update, kept=kept)
+        audit_verifications.record(session, verdict, operator("audit-verify"), utcnow())
     click.echo(json.dumps(verdict.report()))
     if not verdict.ok:
         sys.exit(1)

@@ -309,3 +309,19 @@ def test_month_ends_are_the_first_instants_of_the_last_twelve_months() -> None:
     assert len(ends) == 12
     assert ends[0] == datetime(2025, 4, 1, tzinfo=UTC)
     assert ends[-1] == datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_a_verification_run_from_the_cli_shows_on_the_overview(
+    app: Flask, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from inventory.cli import main
+
+    settings = app.extensions["inventory.settings"]
+    monkeypatch.setenv("INVENTORY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("INVENTORY_SIGNING_KEY", str(settings.signing_key_path))
+    result = CliRunner().invoke(main, ["audit", "verify"])
+    assert result.exit_code == 0, result.output
+    page = Console.signed_in(app, api.token_for("monitor")).text("/console/")
+    assert "by operator:audit-verify" in page and "sound</span>" in page

@@ -8,8 +8,8 @@ from flask.typing import ResponseReturnValue
 
 from ..api.context import db_session, settings
 from ..clock import utcnow
+from ..services import audit_verifications, reports
 from ..services import overview as figures
-from ..services import reports
 from .access import require
 from .base import actor, bp
 from .chart import rate_chart
@@ -47,5 +47,5 @@ def verify_chain() -> ResponseReturnValue:
     """Walk the audit chain now; the overview then shows the verdict and when it ran."""
     who = actor()
     require(who, "audit.AuditVerification")
-    figures.verify_and_record(db_session(), settings(), who, utcnow())
+    audit_verifications.verify_and_record(db_session(), settings(), who, utcnow())
     return redirect(url_for("console.overview") + "#audit-chain", code=303)

@@ -32,7 +32,7 @@ def report() -> ResponseReturnValue:
     who = actor()
     require(who, "reports.Accountability")
     as_of = _as_of()
-    depots = request.args.getlist("depot") or None
+    depots = [code.strip() for code in request.args.getlist("depot") if code.strip()] or None
     fmt = request.args.get("format", "html")
     session = db_session()
     if fmt == "pdf":

@@ -13,11 +13,10 @@ from threading import Lock
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db.engine import begin_write
 from ..db.models import AuditVerification, Holder, Movement
 from ..domain.actors import Actor
 from ..settings import Settings
-from . import audit_log, checkpoints, discrepancies, reports
+from . import audit_log, audit_verifications, checkpoints, discrepancies, reports
 from .checkpoints import Checkpoint
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low")
@@ -94,26 +93,7 @@ def open_by_severity(session: Session, actor: Actor) -> dict[str, dict[str, int]
 
 def chain_state(session: Session) -> ChainState:
     seq, digest = audit_log.head(session)
-    last = session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()).limit(1))
+    last = audit_verifications.latest(session)
     latest = checkpoints.latest(session)
     at = datetime.fromisoformat(latest.at.replace("Z", "+00:00")) if latest else None
     return ChainState(seq, digest, last, latest, at)
-
-
-def verify_and_record(
-    session: Session, settings: Settings, actor: Actor, now: datetime
-) -> AuditVerification:
-    """Walk the audit chain now and keep the verdict, so the console can say when it last ran."""
-    verdict = checkpoints.verify(session, settings)
-    run = AuditVerification(
-        at=now,
-        ok=verdict.ok,
-        head_seq=verdict.head_seq,
-        first_bad_seq=verdict.first_bad_seq,
-        problem=(verdict.reason or "")[:1000] or None,
-        actor=actor.name,
-    )
-    begin_write(session)
-    session.add(run)
-    session.commit()
-    return run
