@@ -325,3 +325,16 @@ def test_a_verification_run_from_the_cli_shows_on_the_overview(
     assert result.exit_code == 0, result.output
     page = Console.signed_in(app, api.token_for("monitor")).text("/console/")
     assert "by operator:audit-verify" in page and "sound</span>" in page
+
+
+def test_the_chart_draws_a_line_per_depot_and_leaves_gaps_where_nothing_was_on_the_books() -> None:
+    from datetime import UTC, datetime
+
+    from inventory.console.chart import axis_floor, rate_chart
+
+    months = overview.month_ends(datetime(2026, 12, 2, tzinfo=UTC), count=4)
+    svg = str(rate_chart(months, {"D-A": [None, 0.99, 1.0, 0.98], "D-B": [1.0, None, 1.0, 1.0]}))
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2  # D-B's first point is alone
+    assert svg.count("<circle") == 6 and ">D-A</text>" in svg and ">D-B</text>" in svg
+    assert "<script" not in svg and "style=" not in svg  # nothing the page's CSP would refuse
+    assert axis_floor([0.9957, 1.0]) == 0.95 and axis_floor([0.42]) == 0.0

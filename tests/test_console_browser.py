@@ -139,6 +139,11 @@ def test_each_role_walks_every_page(browser: WebDriver, site: Site, role: str) -
         assert heading(browser), label
         assert "Forbidden" not in heading(browser)
         shot(browser, f"{role}-{label.lower().replace(' ', '-')}")
+    if role == "auditor":  # the whole overview, chart and audit chain included (README's)
+        browser.get(f"{site.url}/console/")
+        browser.set_window_size(1280, 1500)
+        shot(browser, "auditor-overview-full")
+        browser.set_window_size(1280, 900)
     open_case(browser, site, "status=open")
     assert browser.find_element(By.ID, "timeline")
     shot(browser, f"{role}-discrepancy")

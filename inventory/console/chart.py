@@ -20,16 +20,27 @@ WIDTH, HEIGHT = 720, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 150, 16, 36
 
 
+def axis_floor(rates: list[float]) -> float:
+    """The bottom of the rate axis: 0 when any rate is below 50 %, else the nearest 5 % step
+    below the lowest rate (rates near 100 % would otherwise draw as one flat line). The axis is
+    labelled, so the zoom is stated, not hidden."""
+    lowest = min(rates, default=1.0)
+    if lowest < 0.5:
+        return 0.0
+    return min(0.95, int(lowest * 20) / 20)
+
+
 def rate_chart(months: list[datetime], series: dict[str, list[float | None]]) -> Markup:
     """Lines of each depot's rate (0..1) at each month-end; None (nothing on the books) is a gap."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(months) - 1)
+    floor = axis_floor([rate for rates in series.values() for rate in rates if rate is not None])
 
     def x(i: int) -> float:
         return LEFT + i * step
 
     def y(rate: float) -> float:
-        return TOP + (1 - rate) * plot_h
+        return TOP + (1 - rate) / (1 - floor) * plot_h
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
@@ -38,13 +49,14 @@ def rate_chart(months: list[datetime], series: dict[str, list[float | None]]) ->
         "last 12 month-ends and now</title>",
         '<desc id="rate-chart-desc">The same figures are in the table below the chart.</desc>',
     ]
-    for tick in (0, 0.25, 0.5, 0.75, 1):
+    for n in range(5):
+        tick = floor + (1 - floor) * n / 4
         ty = y(tick)
         parts.append(
             f'<line x1="{LEFT}" y1="{ty:.1f}" x2="{LEFT + plot_w}" y2="{ty:.1f}" '
             'stroke="#ccc" stroke-width="1"/>'
             f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#333">{int(tick * 100)}%</text>'
+            f'fill="#333">{tick * 100:g}%</text>'
         )
     for i, month in enumerate(months):
         if i == len(months) - 1:
