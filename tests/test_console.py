@@ -139,6 +139,9 @@ def test_an_idle_session_expires(app: Flask, api: Api) -> None:
                 .values(last_seen_at=row.last_seen_at - idle - timedelta(seconds=5))
             )
         db.commit()
+    Console.signed_in(app, issued["token"])  # a sign-in sweeps sessions left idle
+    rows = session_rows(app, issued["id"])
+    assert len(rows) == 1  # only the new one: the idle one is gone before it is asked for
     assert console.get("/console/weapons").status_code == 302
 
 

@@ -39,12 +39,12 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
     pytest.skip(f"{message}; skipped outside CI", allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -98,11 +98,27 @@ def shot(driver: WebDriver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def mark_page(driver: WebDriver) -> None:
+    """Tag the current document, so `wait_for_next_page` can tell when another one replaced it."""
+    driver.execute_script("document.documentElement.dataset.left = 'not yet'")
+
+
+def wait_for_next_page(driver: WebDriver) -> None:
+    # Asked by script, not by a held element: while chromium swaps documents, an element handle
+    # can fail with inspector errors instead of going stale.
+    WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return document.readyState === 'complete' && "
+            "document.documentElement.dataset.left !== 'not yet'"
+        )
+    )
+
+
 def navigate(driver: WebDriver, element: WebElement) -> None:
     """Click a link or a submit button and wait for the next page."""
-    page = driver.find_element(By.TAG_NAME, "html")
+    mark_page(driver)
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    wait_for_next_page(driver)
 
 
 def sign_in(driver: WebDriver, site: Site, role: str) -> None:
@@ -223,9 +239,9 @@ def test_a_monitor_cannot_resolve(browser: WebDriver, site: Site) -> None:
         case,
     )
     form = browser.find_element(By.CSS_SELECTOR, "body > form:last-of-type")
-    page = browser.find_element(By.TAG_NAME, "html")
+    mark_page(browser)
     browser.execute_script("arguments[0].submit()", form)
-    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+    wait_for_next_page(browser)
     assert heading(browser) == "Forbidden"
     shot(browser, "monitor-resolve-refused")
     browser.get(case)

@@ -54,6 +54,12 @@ def sign_in(db: Session, secret: str, request_id: str, settings: Settings) -> Ne
     token_id = actor.token_id
 
     def open_session(uow: UnitOfWork) -> None:
+        # Sessions left idle are never asked for again: sweep them here rather than on reads.
+        uow.session.execute(
+            delete(ConsoleSession).where(
+                ConsoleSession.last_seen_at < uow.now - uow.settings.console_idle
+            )
+        )
         uow.session.add(
             ConsoleSession(
                 id_sha256=_digest(session_id),
