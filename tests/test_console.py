@@ -341,3 +341,20 @@ def test_the_chart_draws_a_line_per_depot_and_leaves_gaps_where_nothing_was_on_t
     assert svg.count("<circle") == 6 and ">D-A</text>" in svg and ">D-B</text>" in svg
     assert "<script" not in svg and "style=" not in svg  # nothing the page's CSP would refuse
     assert axis_floor([0.9957, 1.0]) == 0.95 and axis_floor([0.42]) == 0.0
+
+
+def test_unknown_console_addresses_get_a_page(app: Flask, api: Api) -> None:
+    console = Console.signed_in(app, api.token_for("auditor"))
+    for path in ("/console/nope", "/console/weapons/not-a-uuid"):
+        response = console.get(path)
+        assert response.status_code == 404 and response.mimetype == "text/html", path
+        assert "Sign out" in response.get_data(as_text=True)
+    assert console.client.get("/console/nope").status_code == 404
+    assert Console(app.test_client()).get("/console/nope").status_code == 302  # not signed in
+
+
+def test_the_stylesheet_is_served_without_signing_in(client: Any) -> None:
+    response = client.get("/console/static/console.css")
+    assert response.status_code == 200 and response.mimetype == "text/css"
+    assert ":focus-visible" in response.get_data(as_text=True)
+    response.close()

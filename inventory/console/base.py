@@ -9,13 +9,14 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from ..api.context import db_session, settings
 from ..clock import utcnow
 from ..domain.actors import Actor
 from ..services import console_sessions
 from ..services.console_sessions import SignedIn
-from ..services.errors import ServiceError
+from ..services.errors import NotFound, ServiceError
 from ..services.unit_of_work import Context, UnitOfWork, run_write
 from .access import api_allows
 
@@ -107,6 +108,20 @@ def page_headers(response: Response) -> Response:
 @bp.errorhandler(ServiceError)
 def service_error(error: ServiceError) -> ResponseReturnValue:
     return render_template("console/error.html", error=error), error.status
+
+
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    page = ServiceError(error.description or "")
+    page.title = error.name
+    return render_template("console/error.html", error=page), status
+
+
+@bp.route("/<path:unknown>", methods=["GET", "POST"])
+def no_such_page(unknown: str) -> ResponseReturnValue:
+    """Unknown console addresses get a page, not the API's problem+json."""
+    raise NotFound(f"there is no console page /console/{unknown}")
 
 
 @bp.app_template_filter("when")
