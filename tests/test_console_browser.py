@@ -189,6 +189,23 @@ def test_a_note_goes_in_through_the_form(browser: WebDriver, site: Site) -> None
     shot(browser, "auditor-note-recorded")
 
 
+def test_an_auditor_finds_what_is_unaccounted_in_d_east(browser: WebDriver, site: Site) -> None:
+    """What is unaccounted for in D-EAST, since when, and what is being done about it."""
+    sign_in(browser, site, "auditor")
+    row = browser.find_element(By.XPATH, "//tbody/tr[th='D-EAST']")
+    figures = row.find_elements(By.CSS_SELECTOR, "td.warn a")
+    assert figures, "D-EAST shows nothing unaccounted"
+    navigate(browser, figures[-1])  # the rounds unaccounted: the open cases behind them
+    assert heading(browser) == "Discrepancies"
+    listing = browser.find_element(By.TAG_NAME, "main").text
+    assert "count_variance" in listing and "K-93-0120" in listing
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "main table tbody a"))
+    facts = browser.find_element(By.CSS_SELECTOR, "dl.facts").text
+    assert "Depot\nD-EAST" in facts and "Detected\n20" in facts  # since when
+    assert "opened" in browser.find_element(By.CSS_SELECTOR, "ol.timeline").text  # what is done
+    shot(browser, "auditor-d-east-case")
+
+
 def test_a_form_without_its_csrf_token_is_refused(browser: WebDriver, site: Site) -> None:
     sign_in(browser, site, "auditor")
     case = open_case(browser, site, "depot=D-EAST")

@@ -85,6 +85,7 @@ def require_session() -> ResponseReturnValue | None:
     if found is None:
         return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
     g.console = found
+    g.actor = found.actor  # the access log names who asked, as for the API
     if request.method == "POST" and not same_secret(
         request.form.get("csrf_token"), found.csrf_token
     ):
