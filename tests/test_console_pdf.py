@@ -29,9 +29,11 @@ def section(lines: list[str], heading: str) -> dict[str, Any]:
     """The figures printed under `heading`: its rate, and per row label (weapons, rounds)."""
     starts = [i for i, line in enumerate(lines) if line.startswith(f"{heading}: ")]
     assert len(starts) == 1, f"{heading} is not printed once"
-    rate = re.search(r"accountability rate ([\d.]+) %", lines[starts[0]])
+    rate = re.search(
+        r"accountability rate ([\d.]+) % \(weapons\), ([\d.]+) % \(rounds\)", lines[starts[0]]
+    )
     assert rate
-    found: dict[str, Any] = {"rate": rate.group(1)}
+    found: dict[str, Any] = {"rate": rate.group(1), "rounds_rate": rate.group(2)}
     rest = lines[starts[0] :]
     for label, name in ROWS:
         at = rest.index(label)
@@ -62,6 +64,7 @@ def test_the_pdf_prints_the_json_reports_figures(api: Api, world: World) -> None
     for heading, account in [*accounts, ("All depots", report["totals"])]:
         printed = section(lines, heading)
         assert printed["rate"] == f"{account['accountability_rate'] * 100:.2f}"
+        assert printed["rounds_rate"] == f"{account['rounds_accountability_rate'] * 100:.2f}"
         for _, name in ROWS:
             expected = (figure(account["weapons"][name]), figure(account["ammunition"][name]))
             assert printed[name] == expected, (heading, name)

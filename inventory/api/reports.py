@@ -13,6 +13,7 @@ from marshmallow import Schema, fields, validate
 from ..clock import utcnow
 from ..domain.actors import Role
 from ..services import report_pdf, reports
+from ..services.errors import Invalid
 from .auth import allow, current_actor
 from .context import db_session, settings
 
@@ -31,6 +32,13 @@ class ReportArgs(Schema):
         load_default="json",
         validate=validate.OneOf(("json", "csv", "pdf")),
         metadata={"description": "pdf: tables per depot, unaccounted weapons, audit head"},
+    )
+    dictionary = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "with format=csv: the CSV's data dictionary (column,definition) "
+            "instead of the report"
+        },
     )
 
 
@@ -54,7 +62,10 @@ class TotalsSchema(Schema):
     )
     open_discrepancies = fields.Dict(keys=fields.String(), values=fields.Integer())
     accountability_rate = fields.Float(
-        metadata={"description": "1 - weapons unaccounted / weapons on books"}
+        metadata={"description": "weapons: 1 - weapons unaccounted / weapons on books"}
+    )
+    rounds_accountability_rate = fields.Float(
+        metadata={"description": "rounds: 1 - rounds unaccounted / rounds on books"}
     )
 
 
@@ -76,8 +87,21 @@ class Accountability(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Per depot and in total: weapons and rounds on the books, in store, issued, in transit,
         lost and unaccounted for, open discrepancies by kind, and the accountability rate.
-        Clerks see their depots. `format=csv`: one row per depot; `format=pdf`: a printable
-        report that also lists each unaccounted weapon and the audit log's head"""
+        Clerks see their depots. `format=csv`: one row per depot; `format=csv&dictionary=1`:
+        the definition of every CSV column; `format=pdf`: a printable report that also lists
+        each unaccounted weapon and the audit log's head"""
+        if args["dictionary"]:
+            if args["format"] != "csv":
+                raise Invalid(
+                    "dictionary=1 describes the CSV's columns; add format=csv", field="dictionary"
+                )
+            return Response(
+                reports.dictionary_csv(),
+                mimetype="text/csv",
+                headers={
+                    "Content-Disposition": 'attachment; filename="accountability-columns.csv"'
+                },
+            )
         if args["format"] == "pdf":
             paper = report_pdf.gather(
                 db_session(),

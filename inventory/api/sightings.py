@@ -95,7 +95,12 @@ class AccountableHolderSchema(Schema):
     depot = fields.String(
         allow_none=True, metadata={"description": "the depot answering for it (a unit's issuer)"}
     )
-    since = fields.AwareDateTime()
+    since = fields.AwareDateTime(
+        metadata={"description": "when the movement that put it there happened (occurred_at)"}
+    )
+    recorded_at = fields.AwareDateTime(
+        metadata={"description": "when that movement was posted to the books"}
+    )
     movement_id = fields.UUID()
 
 

@@ -130,7 +130,8 @@ def render(paper: PaperReport) -> bytes:
         name = "All depots" if account is paper.report.totals else f"Depot {account.depot}"
         story.append(
             Paragraph(
-                f"{name}: accountability rate {rate(account.accountability_rate)}",
+                f"{name}: accountability rate {rate(account.accountability_rate)} (weapons), "
+                f"{rate(account.rounds_accountability_rate)} (rounds)",
                 styles["Heading3"],
             )
         )
