@@ -61,6 +61,7 @@ CANDIDATES: dict[str, list[str]] = {
         str(BIN / "granian"), "--interface", "wsgi", "--workers", "2", "--blocking-threads", "4",
         "--factory", "inventory:create_app",
     ],
+    # needs `pip install waitress` (not a dependency)
     "waitress": [str(BIN / "waitress-serve"), "--threads", "8", "--call", "inventory:create_app"],
     # what `inventory serve` runs now (its defaults)
     "serve": [str(BIN / "inventory"), "serve"],

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, logs, metrics
+from . import api, console, logs, metrics
 from .api import edge
 from .db.engine import make_engine, make_session_factory
 from .settings import Settings
@@ -34,4 +34,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     edge.init_app(app, settings)
     metrics.init_app(app)
+    console.init_app(app)
     return app

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from inventory.db.engine import make_engine, make_session_factory
 from inventory.db.models import AuditCheckpoint, Delivery, Discrepancy, OutboxEvent, Subscription
-from inventory.services.checkpoints import signing_key
+from inventory.services.checkpoints import init_key
 from inventory.services.subscriptions import Filters
 from inventory.settings import Settings
 
@@ -50,7 +50,7 @@ def test_two_servers_and_two_workers_share_one_database(
     database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = tmp_path / "audit-signing-key.pem"
-    signing_key(Settings(database_url=database, signing_key_path=key))  # one key for both workers
+    init_key(Settings(database_url=database, signing_key_path=key))  # one key for both workers
     monkeypatch.setenv("INVENTORY_WEBHOOK_ALLOW_PRIVATE", "1")
     receiver = start_receiver()
     servers = [Server(database, tmp_path / f"api-{n}", workers=1) for n in range(2)]

@@ -15,6 +15,8 @@ from . import (
     context,
     discrepancies,
     health,
+    input_limits,
+    log,
     movements,
     problems,
     reference,
@@ -44,6 +46,7 @@ BLUEPRINTS = [
     discrepancies.sweep_blp,
     reports.blp,
     audit.blp,
+    log.blp,
 ]
 
 
@@ -65,6 +68,7 @@ def init_app(app: Flask) -> None:
     )
     context.init_app(app)
     auth.init_app(app)
+    input_limits.init_app(app)
     app.register_blueprint(health.blp)
 
     @app.get(DOCS_ASSETS + "<path:filename>", endpoint="docs_assets.static")

@@ -28,7 +28,13 @@ from .errors import Invalid, NotFound
 from .unit_of_work import UnitOfWork
 from .webhook_urls import Resolver, resolve_host, url_problem
 
-EVENT_TYPES = ("audit.checkpoint", "discrepancy.opened", "discrepancy.updated", "transfer.received")
+EVENT_TYPES = (
+    "audit.checkpoint",
+    "discrepancy.opened",
+    "discrepancy.updated",
+    "transfer.received",
+    "log.uncosigned",  # a signed tree head no witness cosigned in time (services/transparency)
+)
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 

@@ -1,7 +1,7 @@
 """webhook circuit breaker: a subscription whose endpoint keeps failing is paused as a whole
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0007
 Create Date: 2026-12-02 02:40:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import inventory.db.types
 
 revision: str = "0009"
-down_revision: str | None = "0004"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
