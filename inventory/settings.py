@@ -28,6 +28,8 @@ class Settings:
     end_use_interval: timedelta = timedelta(days=365)
     app_role: str = "inventory_app"
     log_level: str = "INFO"
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
     # Webhooks: refuse loopback, private and link-local targets unless this is set (tests, labs).
     webhook_allow_private: bool = False
     webhook_timeout: float = 10.0  # seconds per delivery attempt
@@ -56,6 +58,12 @@ class Settings:
             values["app_role"] = env["INVENTORY_APP_ROLE"]
         if "INVENTORY_LOG_LEVEL" in env:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
+        if "INVENTORY_CORS_ORIGINS" in env:  # comma-separated, e.g. "https://a.example,https://b"
+            values["cors_origins"] = tuple(
+                part.strip().rstrip("/")
+                for part in env["INVENTORY_CORS_ORIGINS"].split(",")
+                if part.strip()
+            )
         values.update(_worker_settings(env))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

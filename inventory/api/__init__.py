@@ -13,9 +13,11 @@ from . import (
     audit,
     auth,
     context,
+    conventions,
     discrepancies,
     health,
     movements,
+    openapi,
     problems,
     reference,
     reports,
@@ -65,6 +67,7 @@ def init_app(app: Flask) -> None:
     )
     context.init_app(app)
     auth.init_app(app)
+    conventions.init_app(app)
     app.register_blueprint(health.blp)
 
     @app.get(DOCS_ASSETS + "<path:filename>", endpoint="docs_assets.static")
@@ -74,6 +77,7 @@ def init_app(app: Flask) -> None:
     api = StockpileApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    openapi.install(api)
     problems.init_app(app)
 
 

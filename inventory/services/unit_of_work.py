@@ -31,7 +31,7 @@ from ..db.models import IdempotentResponse, OutboxEvent
 from ..domain.actors import Actor
 from ..settings import Settings
 from . import audit_log
-from .errors import Conflict
+from .errors import Conflict, IdempotencyKeyReused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -191,10 +191,11 @@ def _remembered(session: Session, key: IdempotencyKey) -> Outcome[Any] | None:
     if stored is None:
         return None
     if stored.request_sha256 != key.request_sha256:
-        raise Conflict(
+        detail = (
             f"Idempotency-Key {key.key!r} was already used for a different request; "
             "use a new key for a new request"
         )
+        raise IdempotencyKeyReused(detail, errors={"Idempotency-Key": [detail]})
     return Outcome(stored.status, json.loads(stored.body), replayed=True)
 
 
