@@ -79,6 +79,17 @@ def test_every_operation_has_a_summary_description_and_no_catch_all(
             assert "example" in op["requestBody"]["content"]["application/json"], label
 
 
+def test_links_name_operations_that_exist(document: dict[str, Any]) -> None:
+    ids = {op["operationId"] for _, _, op in operations(document)}
+    linked = [
+        link["operationId"]
+        for _, _, op in operations(document)
+        for response in op["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert linked and set(linked) <= ids
+
+
 def test_errors_are_documented_as_problems_that_allow_extension_members(
     document: dict[str, Any],
 ) -> None:

@@ -77,6 +77,29 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit/public-key"): "getPublicKey",
 }
 
+# OpenAPI links from what an operation returns to the operations that take it next, so clients
+# and stateful testers can follow them: operationId -> {link name: (target, parameters)}.
+LINKS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
+    "createDepot": {"GetDepot": ("getDepot", {"code": "$response.body#/code"})},
+    "createItemType": {"GetItemType": ("getItemType", {"code": "$response.body#/code"})},
+    "issueToken": {"RevokeToken": ("revokeToken", {"token_id": "$response.body#/id"})},
+    "postMovement": {"GetMovement": ("getMovement", {"movement_id": "$response.body#/id"})},
+    "dispatchTransfer": {
+        "GetTransfer": ("getTransfer", {"transfer_id": "$response.body#/id"}),
+        "ReceiveTransfer": ("receiveTransfer", {"transfer_id": "$response.body#/id"}),
+        "CancelTransfer": ("cancelTransfer", {"transfer_id": "$response.body#/id"}),
+    },
+    "createSubscription": {
+        "GetSubscription": ("getSubscription", {"subscription_id": "$response.body#/id"}),
+        "ListDeliveries": ("listDeliveries", {"subscription_id": "$response.body#/id"}),
+        "DeleteSubscription": ("deleteSubscription", {"subscription_id": "$response.body#/id"}),
+    },
+    "openStocktake": {
+        "AddCounts": ("addStocktakeCounts", {"stocktake_id": "$response.body#/id"}),
+        "Close": ("closeStocktake", {"stocktake_id": "$response.body#/id"}),
+    },
+}
+
 # Operations that also answer text/csv (chosen by `Accept: text/csv` or `?format=csv`), with the
 # start of what they send.
 CSV_OPERATIONS = {
@@ -114,6 +137,7 @@ REQUEST_EXAMPLES: dict[str, Any] = {
         "from": "depot:D-NORTH",
         "to": "unit:U-1BN",
         "occurred_at": _NOW,
+        "due_back_at": "2026-03-31T18:00:00+00:00",
         "document_ref": "ISS-2026-0042",
         "lines": [
             {"serial": "AK-000123", "manufacturer": "IZHMASH", "item_type": "RIFLE-AK"},
@@ -176,7 +200,7 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
         "recorded_at": "2026-03-01T09:31:12+00:00",
         "actor": "token:north armourer",
         "document_ref": "ISS-2026-0042",
-        "due_back_at": None,
+        "due_back_at": "2026-03-31T18:00:00+00:00",
         "case_ref": None,
         "reason": None,
         "certificate_ref": None,
@@ -307,8 +331,8 @@ PARAMETERS: dict[str, Any] = {
         "same key with a different body is a 422 problem of type idempotency-key-reused. A "
         "duplicate sent while the first is still in progress waits for it, then replays it. "
         "Keys are per token.",
+        # No example: one key shown for every operation would be reused by whoever tries it.
         "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        "example": "7c0e8f9a-6a41-4f0e-bb0e-2f5d9d1c3a10",
     },
     "IfNoneMatch": {
         "name": "If-None-Match",
@@ -515,6 +539,11 @@ def _complete_operation(path: str, method: str, op: dict[str, Any], schemas: Any
             content["text/csv"] = {
                 "schema": {"type": "string"},
                 "example": CSV_OPERATIONS[operation_id],
+            }
+        if operation_id in LINKS and status in ("200", "201"):
+            response["links"] = {
+                name: {"operationId": target, "parameters": values}
+                for name, (target, values) in LINKS[operation_id].items()
             }
         if operation_id in RESPONSE_EXAMPLES and "application/json" in content:
             content["application/json"]["example"] = RESPONSE_EXAMPLES[operation_id]
