@@ -184,7 +184,22 @@ RULES_BEYOND_THE_SCHEMA = {
     "manufacturer": "markings refuse control and invisible characters",
     "lot_number": "markings refuse control and invisible characters",
     "item_type": "an item type code that exists",
+    "seen": "each weapon is named one way: weapon_id, or serial with manufacturer",
+    "not_seen": "each weapon is named one way: weapon_id, or serial with manufacturer",
     "kind": "a movement kind needs its own fields (a loss its reason, an issue its unit)",
+    "reverses": "a reversal names the movement it reverses (a rule across fields)",
+    "due_back_at": "an issue says when it is due back (a rule across fields)",
+    "reason": "a loss or destruction says why (a rule across fields)",
+    "case_ref": "a loss names its case (a rule across fields)",
+    "certificate_ref": "a destruction names its certificate (a rule across fields)",
+    "observed_at": "not in the future, by the server's clock",
+    "occurred_at": "not in the future, by the server's clock",
+    "received_at": "not in the future, nor before the dispatch",
+    "checked_at": "not in the future, by the server's clock",
+    "expected_by": "after the dispatch",
+    "end_user_ref": "required when the transfer goes to a party (a rule across fields)",
+    "delivery_verification_ref": "required to confirm delivery to a party",
+    "movement_id": "resolving a discrepancy by a movement needs one that settles it",
 }
 ACCEPTED = {401, 403, 404, 409}
 
