@@ -4,7 +4,9 @@ what the document promises about itself (operationIds, error responses, headers,
 
 from __future__ import annotations
 
+import json
 import os
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,16 +14,22 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, given, settings
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from inventory import worker
 from inventory.api import conventions, openapi
-from inventory.services import subscriptions
+from inventory.domain.actors import operator
+from inventory.services import delivery, subscriptions
+from inventory.services.unit_of_work import Context, run_write
 
 from .conftest import Api, unique
-from .ledger_helpers import make_world
+from .ledger_helpers import ago, make_world
+
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 
 SOAK = os.environ.get("INVENTORY_SOAK") == "1"
 EXAMPLES = 40 if SOAK else 3
@@ -136,6 +144,67 @@ def test_webhooks_describe_every_event_type_with_its_signature_headers(
         ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         body = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
         assert body["properties"]["type"]["const"] == event_type
+
+
+def test_webhook_bodies_match_their_documented_schemas(
+    app: Flask, api: Api, document: dict[str, Any]
+) -> None:
+    world = make_world(api)
+    serial = unique("HOOK")
+    sighting = {
+        "serial": serial,
+        "manufacturer": "some maker",
+        "observed_at": ago(days=1),
+        "place": "checkpoint 7",
+        "circumstances": "seized",
+    }
+    opened = api.post("/api/v1/sightings", json=sighting).get_json()["discrepancy"]  # .opened
+    note = {"action": "investigate", "note": "asked the border post for photos"}
+    api.post(f"/api/v1/discrepancies/{opened['id']}/events", json=note)  # .updated
+    world.receive([serial + "-R"])
+    transfer = api.post(
+        "/api/v1/transfers",
+        json={
+            "from": f"depot:{world.depot}",
+            "to": f"depot:{world.other_depot}",
+            "expected_by": ago(days=-2),
+            "document_ref": unique("TRF"),
+            "lines": [{"serial": serial + "-R"}],
+        },
+    ).get_json()
+    receipt = {"received_at": ago(seconds=0), "lines": []}  # nothing arrived: a shortfall
+    api.post(f"/api/v1/transfers/{transfer['id']}/receipt", json=receipt)  # transfer.received
+    settings_ = app.extensions["inventory.settings"]
+    session = app.extensions["inventory.sessions"]()
+    try:  # audit.checkpoint, as the worker signs and publishes it
+        context = Context(actor=operator("tests"), settings=settings_)
+        run_write(session, context, worker.checkpoint_and_publish, lambda made, _uow: None)
+    finally:
+        session.close()
+
+    checked: dict[str, int] = {}
+    after: str | None = None
+    while True:
+        query = {"limit": 1000, **({"after": after} if after else {})}
+        page = api.get("/api/v1/alerts", query_string=query).get_json()
+        for alert in page["items"]:
+            if alert["type"] not in document["webhooks"]:
+                continue  # not offered to subscriptions, so never a webhook
+            body = json.loads(delivery.webhook_body(alert["type"], *_event_row(alert)))
+            post = document["webhooks"][alert["type"]]["post"]
+            ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            schema = {"$ref": ref, "components": document["components"]}
+            Draft202012Validator(schema, format_checker=FORMAT_CHECKER).validate(body)
+            checked[alert["type"]] = checked.get(alert["type"], 0) + 1
+        if len(page["items"]) < 1000:
+            break
+        after = page["next"]
+    assert set(checked) == set(subscriptions.EVENT_TYPES), checked
+
+
+def _event_row(alert: dict[str, Any]) -> tuple[datetime, str]:
+    """The outbox row's occurred_at and payload, as the worker hands them to webhook_body."""
+    return datetime.fromisoformat(alert["timestamp"]), json.dumps(alert["data"])
 
 
 # --- schemathesis, every check on -----------------------------------------------------------
