@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
 
 from inventory import create_app
 
@@ -200,3 +203,64 @@ def test_a_single_resource_has_an_etag_and_answers_304_while_it_matches(api: Api
     changed = api.get(url, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert changed.get_json()["holder"] != first.get_json()["holder"]
+
+
+def test_a_concurrent_duplicate_waits_for_the_first_and_replays_it(
+    app: Flask, api: Api, backend: str, database_url: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one write at a time: a duplicate always finds the first done")
+    world = make_world(api)
+    serial = unique("TWICE")
+    world.receive([serial])
+    weapon_id = world.weapon(serial)["id"]
+    issue = {
+        "kind": "issue",
+        "from": f"depot:{world.depot}",
+        "to": f"unit:{world.unit}",
+        "occurred_at": ago(minutes=5),
+        "due_back_at": ago(days=-30),
+        "lines": [{"weapon_id": weapon_id}],
+    }
+    headers = {"Authorization": f"Bearer {api.token}", "Idempotency-Key": unique("key")}
+    answers: list[Any] = []
+
+    def post() -> None:
+        answers.append(app.test_client().post("/api/v1/movements", json=issue, headers=headers))
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as holder:
+            # Hold the weapon's row so both requests queue behind it, then let them go together.
+            holder.execute(
+                text("SELECT 1 FROM weapon_holdings WHERE weapon_id = :id FOR UPDATE"),
+                {"id": weapon_id},
+            )
+            threads = [threading.Thread(target=post) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while _waiting_on_locks(engine) < 2:
+                assert time.monotonic() < deadline, "the two requests never queued on the lock"
+                time.sleep(0.05)
+            holder.rollback()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        engine.dispose()
+
+    assert [a.status_code for a in answers] == [201, 201], [a.get_json() for a in answers]
+    assert answers[0].get_json() == answers[1].get_json()
+    assert sorted(a.headers.get("Idempotent-Replayed", "") for a in answers) == ["", "true"]
+
+
+def _waiting_on_locks(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        )
