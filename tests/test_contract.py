@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,6 +208,20 @@ def test_webhook_bodies_match_their_documented_schemas(
 def _event_row(alert: dict[str, Any]) -> tuple[datetime, str]:
     """The outbox row's occurred_at and payload, as the worker hands them to webhook_body."""
     return datetime.fromisoformat(alert["timestamp"]), json.dumps(alert["data"])
+
+
+def test_the_guide_verification_example_accepts_a_delivery_and_refuses_a_forgery() -> None:
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    [example] = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "docs/api.md", "exec"), namespace)  # the guide's code, as written
+    verified_event = namespace["verified_event"]
+    secret = subscriptions.new_secret()
+    body = delivery.webhook_body("discrepancy.opened", datetime.now(UTC), '{"id": "x"}')
+    headers = delivery.signed_headers(secret, str(uuid.uuid4()), datetime.now(UTC), body)
+    assert verified_event(secret, body, headers)["data"] == {"id": "x"}
+    assert verified_event(secret, body.replace(b'"x"', b'"y"'), headers) is None
+    assert verified_event(subscriptions.new_secret(), body, headers) is None
 
 
 # --- schemathesis, every check on -----------------------------------------------------------

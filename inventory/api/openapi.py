@@ -225,7 +225,7 @@ RESPONSE_EXAMPLES: dict[str, Any] = {
 
 # One problem example per status: what a client sees, and what `type` it can switch on.
 PROBLEM_EXAMPLES: dict[str, dict[str, Any]] = {
-    "400": {"slug": "400", "title": "Bad Request", "detail": "Failed to decode JSON object"},
+    "400": {"slug": "400", "title": "Bad Request", "detail": "Invalid JSON body."},
     "401": {
         "slug": "unauthorized",
         "title": "Unauthorized",
