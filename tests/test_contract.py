@@ -90,6 +90,22 @@ def test_every_operation_has_a_summary_description_and_no_catch_all(
             assert "example" in op["requestBody"]["content"]["application/json"], label
 
 
+def test_a_filter_naming_an_unknown_holder_or_depot_gives_only_documented_statuses(
+    api: Api, document: dict[str, Any]
+) -> None:
+    unknown = {"holder": "depot:NO-SUCH-DEPOT", "depot": "NO-SUCH-DEPOT"}
+    tried = 0
+    for method, path, op in operations(document):
+        names = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
+        query = {name: value for name, value in unknown.items() if name in names}
+        if method != "GET" or not query:
+            continue
+        status = api.get(path, query_string=query).status_code
+        assert str(status) in op["responses"], f"{path}?{query}: {status} is not documented"
+        tried += 1
+    assert tried >= 4
+
+
 def test_links_name_operations_that_exist(document: dict[str, Any]) -> None:
     ids = {op["operationId"] for _, _, op in operations(document)}
     linked = [

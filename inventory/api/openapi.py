@@ -108,10 +108,7 @@ CSV_OPERATIONS = {
 }
 
 # Reads that can meet a 404 without an id in the path (a holder or depot named in the query).
-NOT_FOUND_BY_QUERY = {"getHoldings", "listMovements", "getAccountabilityReport"}
-
-# Reads that can meet a 409: the audit log or its checkpoints contradict themselves.
-READS_THAT_CONFLICT: set[str] = set()
+NOT_FOUND_BY_QUERY = {"getHoldings", "listMovements", "listWeapons", "getAccountabilityReport"}
 
 _NOW = "2026-03-01T09:30:00+00:00"
 _UUID = "3f8a1c2e-5b7d-4e9f-8a6b-1c2d3e4f5a6b"
@@ -501,7 +498,7 @@ def _complete_operation(path: str, method: str, op: dict[str, Any], schemas: Any
     errors = {"401", "403"} if op.get("security") else set()
     if by_id or operation_id in NOT_FOUND_BY_QUERY:
         errors.add("404")
-    if writes or operation_id in READS_THAT_CONFLICT:
+    if writes:
         errors.add("409")
     if has_body:
         errors |= {"400", "413", "415"}
