@@ -100,11 +100,21 @@ LINKS: dict[str, dict[str, tuple[str, dict[str, str]]]] = {
     },
 }
 
-# Operations that also answer text/csv (chosen by `Accept: text/csv` or `?format=csv`), with the
-# start of what they send.
-CSV_OPERATIONS = {
-    "listDiscrepancies": "id,kind,severity,status,depot,holder,weapon_id,...\r\n",
-    "getAccountabilityReport": "as_of,depot,weapons_on_books,weapons_in_store,...\r\n",
+# Operations that also answer in other media types (`?format=` or `Accept`), each with a schema
+# and an example: CSV is text, a binary format would be {"type": "string", "format": "binary"}.
+ALTERNATE_FORMATS: dict[str, dict[str, dict[str, Any]]] = {
+    "listDiscrepancies": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "id,kind,severity,status,depot,holder,weapon_id,...\r\n",
+        }
+    },
+    "getAccountabilityReport": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "as_of,depot,weapons_on_books,weapons_in_store,...\r\n",
+        }
+    },
 }
 
 # Reads that can meet a 404 without an id in the path (a holder or depot named in the query).
@@ -448,7 +458,8 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     # A Function field carries no type of its own.
-    schemas["Unit"]["properties"]["depot"].setdefault("type", "string")
+    if depot := schemas.get("Unit", {}).get("properties", {}).get("depot"):
+        depot.setdefault("type", "string")
     components["responses"] = {
         name: _problem_response(status, description)
         for status, (name, description) in ERROR_RESPONSES.items()
@@ -532,11 +543,8 @@ def _complete_operation(path: str, method: str, op: dict[str, Any], schemas: Any
         if not headers:
             del response["headers"]
         content = response.get("content", {})
-        if operation_id in CSV_OPERATIONS:
-            content["text/csv"] = {
-                "schema": {"type": "string"},
-                "example": CSV_OPERATIONS[operation_id],
-            }
+        if status == "200":
+            content.update(copy.deepcopy(ALTERNATE_FORMATS.get(operation_id or "", {})))
         if operation_id in LINKS and status in ("200", "201"):
             response["links"] = {
                 name: {"operationId": target, "parameters": values}
