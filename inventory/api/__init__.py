@@ -16,6 +16,8 @@ from . import (
     conventions,
     discrepancies,
     health,
+    input_limits,
+    log,
     movements,
     openapi,
     problems,
@@ -46,6 +48,7 @@ BLUEPRINTS = [
     discrepancies.sweep_blp,
     reports.blp,
     audit.blp,
+    log.blp,
 ]
 
 
@@ -68,6 +71,7 @@ def init_app(app: Flask) -> None:
     context.init_app(app)
     auth.init_app(app)
     conventions.init_app(app)
+    input_limits.init_app(app)
     app.register_blueprint(health.blp)
 
     @app.get(DOCS_ASSETS + "<path:filename>", endpoint="docs_assets.static")

@@ -40,6 +40,9 @@ LOCATIONS: dict[str, str] = {
         "/api/v1/discrepancies/{discrepancy_id}"
     ),
     "/api/v1/audit/checkpoints": "/api/v1/audit/checkpoints/{seq}",
+    # A witness has no URL of its own (its name may hold '/'): the list that shows it.
+    "/api/v1/log/witnesses": "/api/v1/log/witnesses",
+    "/api/v1/log/cosignatures": "/api/v1/log/checkpoint?tree_size={tree_size}",
 }
 
 # Rules whose GET also answers text/csv (their `format` query argument offers csv).

@@ -75,6 +75,15 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit/checkpoints"): "listCheckpoints",
     ("POST", "/api/v1/audit/checkpoints"): "signCheckpoint",
     ("GET", "/api/v1/audit/public-key"): "getPublicKey",
+    ("GET", "/api/v1/log/checkpoint"): "getLogCheckpoint",
+    ("GET", "/api/v1/log/verifier-key"): "getLogVerifierKey",
+    ("GET", "/api/v1/log/proof/inclusion"): "getInclusionProof",
+    ("GET", "/api/v1/log/proof/consistency"): "getConsistencyProof",
+    ("GET", "/api/v1/log/entries"): "listLogEntries",
+    ("GET", "/api/v1/log/search"): "searchLog",
+    ("GET", "/api/v1/log/witnesses"): "listWitnesses",
+    ("POST", "/api/v1/log/witnesses"): "registerWitness",
+    ("POST", "/api/v1/log/cosignatures"): "addCosignature",
 }
 
 # OpenAPI links from what an operation returns to the operations that take it next, so clients
@@ -113,12 +122,22 @@ ALTERNATE_FORMATS: dict[str, dict[str, dict[str, Any]]] = {
         "text/csv": {
             "schema": {"type": "string"},
             "example": "as_of,depot,weapons_on_books,weapons_in_store,...\r\n",
-        }
+        },
+        "application/pdf": {"schema": {"type": "string", "format": "binary"}},
     },
+    "getLogCheckpoint": {"text/plain": {"schema": {"type": "string"}}},
+    "getLogVerifierKey": {"text/plain": {"schema": {"type": "string"}}},
 }
 
 # Reads that can meet a 404 without an id in the path (a holder or depot named in the query).
-NOT_FOUND_BY_QUERY = {"getHoldings", "listMovements", "listWeapons", "getAccountabilityReport"}
+NOT_FOUND_BY_QUERY = {
+    "getHoldings",
+    "listMovements",
+    "listWeapons",
+    "getAccountabilityReport",
+    "getLogCheckpoint",  # no signed tree head of that size
+    "addCosignature",  # no signed tree head of that size, or no such witness
+}
 
 _NOW = "2026-03-01T09:30:00+00:00"
 _UUID = "3f8a1c2e-5b7d-4e9f-8a6b-1c2d3e4f5a6b"
@@ -190,6 +209,13 @@ REQUEST_EXAMPLES: dict[str, Any] = {
         ]
     },
     "addDiscrepancyEvent": {"action": "note", "note": "armourer asked to recount rack 3"},
+    "registerWitness": {
+        "vkey": "witness.example.org/w1+3a7f0c2e+BHNv1x0ZtqLJ0sDqk4m7mB1oYc1b3nq0n8f1r6Xq2s0A"
+    },
+    "addCosignature": {
+        "tree_size": 1042,
+        "cosignature": "\u2014 witness.example.org/w1 Onn8Ae0AAAAAZ3Jq9w1mN5cM0b4tI8y6cQ==",
+    },
 }
 
 RESPONSE_EXAMPLES: dict[str, Any] = {
@@ -413,7 +439,33 @@ _TRANSFER_EVENT: dict[str, Any] = {
     },
     "required": ["id", "status", "from", "to"],
 }
-_CHECKPOINT_EVENT: dict[str, Any] = {"$ref": REF + "schemas/Checkpoint"}
+_CHECKPOINT_EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "a signed checkpoint, as GET /api/v1/audit/checkpoints lists them, with the "
+    "transparency log's signed tree head made with it",
+    "properties": {
+        "seq": {"type": "integer", "description": "the last record the checkpoint covers"},
+        "hash": {"type": "string", "description": "that record's hash, lower-case hex"},
+        "at": {"type": "string", "description": "when it was signed; the exact text signed"},
+        "key_id": {"type": "string", "description": "first 16 hex of SHA-256(raw public key)"},
+        "signature": {"type": "string", "description": "base64 Ed25519 signature"},
+        "tree_head": {
+            "type": ["string", "null"],
+            "description": "the log's signed tree head (a C2SP checkpoint note), if one was made",
+        },
+    },
+    "required": ["seq", "hash", "at", "key_id", "signature"],
+}
+_UNCOSIGNED_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "tree_size": {"type": "integer"},
+        "root_hash": {"type": "string"},
+        "signed_at": {"type": "string", "format": "date-time"},
+        "grace_seconds": {"type": "number", "description": "how long witnesses had to cosign"},
+    },
+    "required": ["tree_size", "root_hash", "signed_at", "grace_seconds"],
+}
 
 WEBHOOK_EVENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "audit.checkpoint": (
@@ -435,6 +487,12 @@ WEBHOOK_EVENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "TransferReceivedEvent",
         "A transfer was received; shortfall and surplus count the lines that differ.",
         _TRANSFER_EVENT,
+    ),
+    "log.uncosigned": (
+        "LogUncosignedEvent",
+        "The transparency log's latest signed tree head went its grace period without any "
+        "witness's cosignature.",
+        _UNCOSIGNED_EVENT,
     ),
 }
 
@@ -542,9 +600,9 @@ def _complete_operation(path: str, method: str, op: dict[str, Any], schemas: Any
             headers["ETag"] = {"$ref": REF + "headers/ETag"}
         if not headers:
             del response["headers"]
+        if status == "200" and (alternates := ALTERNATE_FORMATS.get(operation_id or "")):
+            response.setdefault("content", {}).update(copy.deepcopy(alternates))
         content = response.get("content", {})
-        if status == "200":
-            content.update(copy.deepcopy(ALTERNATE_FORMATS.get(operation_id or "", {})))
         if operation_id in LINKS and status in ("200", "201"):
             response["links"] = {
                 name: {"operationId": target, "parameters": values}

@@ -77,3 +77,21 @@ def grant_app_role(append_only_tables: list[str]) -> None:
         END IF;
         END $$"""
     )
+
+
+def grant_app_role_on(privileges: dict[str, str]) -> None:
+    """Give the application role exactly `privileges` ({table: "SELECT, INSERT"}) on tables a
+    migration makes, leaving every other table's privileges as earlier migrations set them
+    (PostgreSQL; a no-op on SQLite and where the role has not been created)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    role = app_role()
+    grants = "".join(f"GRANT {verbs} ON {table} TO {role}; " for table, verbs in privileges.items())
+    op.execute(
+        f"""DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+            {grants}
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+        END IF;
+        END $$"""
+    )

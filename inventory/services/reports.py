@@ -16,16 +16,16 @@ Unaccounted, counted once per weapon:
 Rounds unaccounted: lost rounds, rounds in the transit account of a transfer with an open
 transit_overdue or receipt_shortfall, and the shortfall of open short count_variance discrepancies.
 
-`accountability_rate = 1 - weapons unaccounted / weapons on books` (1.0 when none are on the
-books, never below 0: lost weapons are unaccounted but no longer on the books).
+`accountability_rate = 1 - weapons unaccounted / weapons on books` and
+`rounds_accountability_rate = 1 - rounds unaccounted / rounds on books` (each 1.0 when nothing of
+its kind is on the books, never below 0: lost stock is unaccounted but no longer on the books).
+Every CSV column is defined in COLUMNS (served as the CSV's data dictionary).
 
 Everything is a few grouped queries over all holders at once, never a query per weapon or depot.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,12 +38,14 @@ from ..clock import utcnow
 from ..db.models import (
     Discrepancy,
     Holder,
+    ItemType,
     LotHolding,
     Movement,
     MovementLine,
     Stocktake,
     StocktakeCount,
     Transfer,
+    Weapon,
     WeaponHolding,
     WeaponVerification,
 )
@@ -51,6 +53,7 @@ from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
+from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
 WEAPON_FIELDS = ("on_books", "in_store", "issued", "in_transit", "lost", "unaccounted")
@@ -84,10 +87,13 @@ class DepotAccount:
 
     @property
     def accountability_rate(self) -> float:
-        on_books = self.weapons["on_books"]
-        if on_books == 0:
-            return 1.0
-        return round(max(0.0, 1 - self.weapons["unaccounted"] / on_books), 4)
+        """Of the weapons on the books, the share accounted for."""
+        return _rate(self.weapons)
+
+    @property
+    def rounds_accountability_rate(self) -> float:
+        """Of the rounds on the books, the share accounted for."""
+        return _rate(self.ammunition)
 
     def finish(self) -> None:
         for tally in (self.weapons, self.ammunition):
@@ -99,6 +105,13 @@ class DepotAccount:
                 mine[name] = mine.get(name, 0) + value
         for kind, n in other.open_discrepancies.items():
             self.open_discrepancies[kind] = self.open_discrepancies.get(kind, 0) + n
+
+
+def _rate(tally: dict[str, int]) -> float:
+    on_books = tally["on_books"]
+    if on_books == 0:
+        return 1.0
+    return round(max(0.0, 1 - tally["unaccounted"] / on_books), 4)
 
 
 @dataclass
@@ -282,19 +295,36 @@ def _verified_since(position: Any, as_of: datetime | None, cutoff: datetime) -> 
     )
 
 
-def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]) -> Any:
-    """Per holder (and, for `lost`, per holder lost from): weapons, how many are unaccounted
-    for, and how many (in store) are within the verification policy."""
+@dataclass(frozen=True)
+class _WeaponState:
+    """Each weapon's position at `as_of` joined with what makes it unaccounted for."""
+
+    positions: Any  # the FROM clause: positions outer-joined to named (and verified) weapons
+    p: Any  # the positions subquery's columns
+    holder: Any  # the holder the weapon is at
+    named: ColumnElement[bool]  # an open discrepancy names it
+    named_since: Any  # when the oldest of those was detected
+    in_flagged_transit: ColumnElement[bool]
+    within_policy: ColumnElement[bool]
+    unaccounted: ColumnElement[bool]
+
+
+def _weapon_state(
+    as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]
+) -> _WeaponState:
     p = _positions(as_of)
     holder = aliased(Holder)
     # Outer joins to the (small) sets of named and verified weapons: one hash join each instead
     # of a correlated subquery per weapon, which took most of the report's time at 1,000,000.
     named_weapons = (
-        select(Discrepancy.weapon_id.label("weapon_id"))
+        select(
+            Discrepancy.weapon_id.label("weapon_id"),
+            func.min(Discrepancy.detected_at).label("since"),
+        )
         .where(
             Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)
         )
-        .distinct()
+        .group_by(Discrepancy.weapon_id)
         .subquery()
     )
     named = named_weapons.c.weapon_id.is_not(None)
@@ -313,12 +343,30 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
     else:
         verified = _verified_since(p, as_of, cutoff)
     within_policy = or_(p.c.arrived_at >= cutoff, verified)
+    in_flagged_transit = p.c.holder_id.in_(flagged_transit)
     unaccounted = or_(
         holder.kind == "lost",
         named,
-        p.c.holder_id.in_(flagged_transit),
+        in_flagged_transit,
         and_(holder.kind == "depot", ~within_policy),
     )
+    return _WeaponState(
+        positions.join(holder, holder.id == p.c.holder_id),
+        p,
+        holder,
+        named,
+        named_weapons.c.since,
+        in_flagged_transit,
+        within_policy,
+        unaccounted,
+    )
+
+
+def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]) -> Any:
+    """Per holder (and, for `lost`, per holder lost from): weapons, how many are unaccounted
+    for, and how many (in store) are within the verification policy."""
+    w = _weapon_state(as_of, cutoff, flagged_transit)
+    p, holder = w.p, w.holder
     lost_from = case((holder.kind == "lost", p.c.from_holder_id), else_=literal(None))
     one = literal(1)
     return (
@@ -327,14 +375,77 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
             holder.kind,
             lost_from,
             func.count(),
-            func.sum(case((unaccounted, one), else_=0)),
-            func.sum(case((and_(holder.kind == "depot", within_policy), one), else_=0)),
+            func.sum(case((w.unaccounted, one), else_=0)),
+            func.sum(case((and_(holder.kind == "depot", w.within_policy), one), else_=0)),
         )
-        .select_from(positions)
-        .join(holder, holder.id == p.c.holder_id)
+        .select_from(w.positions)
         .where(holder.kind.in_(tuple(STATUS_BY_KIND)))
         .group_by(p.c.holder_id, holder.kind, lost_from)
     )
+
+
+@dataclass(frozen=True)
+class UnaccountedWeapon:
+    depot: str
+    weapon_id: Any
+    serial: str
+    manufacturer: str
+    item_type: str
+    holder: str
+    reason: str  # lost | open discrepancy | transfer overdue or short | not verified in time
+    since: datetime  # when it was lost, named, or came onto the holder's books
+
+
+def unaccounted_weapons(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    depots: list[str] | None = None,
+    as_of: datetime | None = None,
+) -> list[UnaccountedWeapon]:
+    """Each weapon the report counts as unaccounted for, by depot and serial: the same rule,
+    the same scope and the same `as_of` as `accountability`."""
+    when = as_of or utcnow()
+    chosen = dict(_depots_in_scope(session, actor, depots))
+    answers_to = _answering_depots(session)
+    w = _weapon_state(as_of, when - settings.verification_period, _flagged_transit_holders(as_of))
+    p, holder = w.p, w.holder
+    reason = case(
+        (holder.kind == "lost", literal("lost")),
+        (w.named, literal("open discrepancy")),
+        (w.in_flagged_transit, literal("transfer overdue or short")),
+        else_=literal("not verified in time"),
+    )
+    rows = session.execute(
+        select(
+            p.c.holder_id,
+            holder.kind,
+            holder.code,
+            p.c.from_holder_id,
+            Weapon.id,
+            Weapon.serial,
+            Weapon.manufacturer,
+            ItemType.code,
+            reason,
+            p.c.arrived_at,
+            w.named_since,
+        )
+        .select_from(w.positions)
+        .join(Weapon, Weapon.id == p.c.weapon_id)
+        .join(ItemType, ItemType.id == Weapon.item_type_id)
+        .where(holder.kind.in_(tuple(STATUS_BY_KIND)), w.unaccounted)
+    )
+    found = []
+    for hid, kind, code, came_from, wid, serial, maker, type_, why, arrived, named_at in rows:
+        depot_id = answers_to.get(came_from if kind == "lost" else hid)
+        if depot_id in chosen:
+            since = named_at if why == "open discrepancy" and named_at else arrived
+            found.append(
+                UnaccountedWeapon(
+                    chosen[depot_id], wid, serial, maker, type_, f"{kind}:{code}", why, since
+                )
+            )
+    return sorted(found, key=lambda u: (u.depot, u.manufacturer, u.serial))
 
 
 def _round_balances(as_of: datetime | None) -> Any:
@@ -412,6 +523,7 @@ def _plain(account: DepotAccount) -> dict[str, Any]:
         "ammunition": {name: account.ammunition[name] for name in WEAPON_FIELDS},
         "open_discrepancies": dict(sorted(account.open_discrepancies.items())),
         "accountability_rate": account.accountability_rate,
+        "rounds_accountability_rate": account.rounds_accountability_rate,
     }
 
 
@@ -424,20 +536,79 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
-def as_csv(report: Report) -> str:
-    """One header row and one row per depot (no totals row); every cell a plain value."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-    out.writerow(
-        [
-            "as_of",
-            "depot",
-            *(f"weapons_{name}" for name in WEAPON_COLUMNS),
-            *(f"ammunition_{name}" for name in WEAPON_FIELDS),
-            *(f"open_{kind}" for kind in KINDS),
-            "accountability_rate",
-        ]
+_TALLY_MEANING = {
+    "on_books": "on the depot's books: in_store + issued + in_transit",
+    "in_store": "held by the depot itself",
+    "issued": "held by units the depot issued to",
+    "in_transit": "in the transit accounts of transfers the depot dispatched, not yet received",
+    "lost": "whose last movement was a loss (lost, stolen) from the depot, its units or its "
+    "transfers; no longer on the books",
+}
+_KIND_MEANING = {
+    "transit_overdue": "a transfer not received by its expected date",
+    "receipt_shortfall": "a transfer received with less than was dispatched",
+    "receipt_surplus": "a transfer received with more than was dispatched",
+    "return_overdue": "issued stock not returned by its due_back_at",
+    "count_missing": "a weapon on the books not found by a stocktake",
+    "count_unexpected": "a weapon found by a stocktake that the books place elsewhere or nowhere",
+    "count_variance": "a lot counted at a quantity other than the books'",
+    "verification_overdue": "a weapon in store not verified within the policy period",
+    "reported_loss": "a loss or theft posted by the depot",
+    "sighting_outside_custody": "a weapon sighted outside the custody the books give it",
+    "unknown_serial_sighted": "a sighted serial that is on nobody's books",
+    "end_use_missing": "an exported weapon missing at an end-use check",
+    "end_use_verification_overdue": "an export whose end-use check is overdue",
+    "late_entry": "a movement recorded long (by default 72 h) after it happened",
+}
+
+
+def _columns() -> dict[str, str]:
+    columns = {
+        "as_of": "the moment the books are reported at (ISO 8601, UTC); the same on every row",
+        "depot": "the depot's code",
+    }
+    for name, meaning in _TALLY_MEANING.items():
+        columns[f"weapons_{name}"] = f"weapons {meaning}"
+    columns["weapons_unaccounted"] = (
+        "weapons unaccounted for, each counted once: lost; or named by an open count_missing, "
+        "receipt_shortfall, return_overdue, end_use_missing or sighting_outside_custody; or in "
+        "the transit account of a transfer with an open transit_overdue or receipt_shortfall; or "
+        "in store longer than the verification period and not verified within it"
     )
+    columns["weapons_verified_within_policy"] = (
+        "weapons in store physically verified (e.g. counted in a closed stocktake of the depot) "
+        "within the verification period (by default 90 days), or in store for less than that "
+        "period"
+    )
+    for name, meaning in _TALLY_MEANING.items():
+        columns[f"ammunition_{name}"] = f"rounds (all lots together) {meaning}"
+    columns["ammunition_unaccounted"] = (
+        "rounds unaccounted for: lost rounds, rounds in the transit account of a transfer with an "
+        "open transit_overdue or receipt_shortfall, and the shortfall of open count_variance "
+        "discrepancies that found fewer rounds than the books"
+    )
+    for kind in KINDS:
+        columns[f"open_{kind}"] = f"open {kind} discrepancies of the depot: {_KIND_MEANING[kind]}"
+    columns["accountability_rate"] = (
+        "weapons: 1 - weapons_unaccounted / weapons_on_books, rounded to 4 places (1 when no "
+        "weapons are on the books, never below 0)"
+    )
+    columns["rounds_accountability_rate"] = (
+        "rounds: 1 - ammunition_unaccounted / ammunition_on_books, rounded to 4 places (1 when no "
+        "rounds are on the books, never below 0)"
+    )
+    return columns
+
+
+# Every column of the CSV, in order, with its definition: the CSV's data dictionary.
+COLUMNS = _columns()
+
+
+def as_csv(report: Report) -> str:
+    """One header row (the names in COLUMNS) and one row per depot (no totals row); every cell a
+    plain value, and none a formula (the one CSV writer sees to that)."""
+    out = CsvWriter()
+    out.writerow(list(COLUMNS))
     as_of = audit_log.timestamp(report.as_of)
     for account in report.depots:
         out.writerow(
@@ -448,6 +619,16 @@ def as_csv(report: Report) -> str:
                 *(account.ammunition[name] for name in WEAPON_FIELDS),
                 *(account.open_discrepancies.get(kind, 0) for kind in KINDS),
                 account.accountability_rate,
+                account.rounds_accountability_rate,
             ]
         )
-    return buffer.getvalue()
+    return out.getvalue()
+
+
+def dictionary_csv() -> str:
+    """The CSV's data dictionary: a `column,definition` header and one row per column."""
+    out = CsvWriter()
+    out.writerow(["column", "definition"])
+    for column, definition in COLUMNS.items():
+        out.writerow([column, definition])
+    return out.getvalue()

@@ -30,7 +30,13 @@ from ..domain.discrepancies import DiscrepancyKind
 from .errors import Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
-EVENT_TYPES = ("audit.checkpoint", "discrepancy.opened", "discrepancy.updated", "transfer.received")
+EVENT_TYPES = (
+    "audit.checkpoint",
+    "discrepancy.opened",
+    "discrepancy.updated",
+    "transfer.received",
+    "log.uncosigned",  # a signed tree head no witness cosigned in time (services/transparency)
+)
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
 Resolver = Callable[[str], list[str]]

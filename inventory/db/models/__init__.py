@@ -1,6 +1,7 @@
 """Every table, imported here so Alembic and the tests see the whole schema."""
 
 from .audit import AuditCheckpoint, AuditHead, AuditRecord
+from .console import AuditVerification, ConsoleSession
 from .idempotency import IdempotentResponse
 from .ledger import Lot, LotHolding, Movement, MovementLine, Weapon, WeaponHolding
 from .oversight import (
@@ -19,6 +20,7 @@ from .oversight import (
 )
 from .reference import Holder, ItemType
 from .tokens import Token, TokenDepot
+from .transparency import LogCheckpoint, LogCosignature, LogHash, LogWitness
 
 __all__ = [
     "Delivery",
@@ -36,11 +38,17 @@ __all__ = [
     "AuditCheckpoint",
     "AuditHead",
     "AuditRecord",
+    "AuditVerification",
+    "ConsoleSession",
     "Holder",
     "IdempotentResponse",
     "ItemType",
     "Lot",
     "LotHolding",
+    "LogCheckpoint",
+    "LogCosignature",
+    "LogHash",
+    "LogWitness",
     "Movement",
     "MovementLine",
     "Token",
