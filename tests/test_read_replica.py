@@ -56,12 +56,13 @@ def _bin_dir() -> Path | None:
 BIN = _bin_dir()
 
 if not PG_URL:
-    pytestmark = pytest.mark.skip(
+    needs_replica = pytest.mark.skip(
         reason="a streaming replica needs PostgreSQL: set INVENTORY_TEST_DATABASE_URL"
     )
 elif BIN is None and not os.environ.get("CI"):
-    pytestmark = pytest.mark.skip(reason="PostgreSQL's server programs (pg_ctl) are not installed")
-# Under CI with PostgreSQL there is no skip: missing server programs fail the test below.
+    needs_replica = pytest.mark.skip(reason="PostgreSQL's server programs are not installed")
+else:  # under CI with PostgreSQL there is no skip: missing server programs fail the fixture
+    needs_replica = pytest.mark.usefixtures("pair")
 
 
 def _free_port() -> int:
@@ -217,6 +218,7 @@ def _replay(standby: Engine, paused: bool) -> None:
         conn.commit()
 
 
+@needs_replica
 def test_heavy_reads_use_the_standby_and_writes_the_primary(replicated: Replicated) -> None:
     with replicated.app.test_request_context():
         assert read_session().scalar(text("SELECT pg_is_in_recovery()")) is True
@@ -235,6 +237,7 @@ def test_heavy_reads_use_the_standby_and_writes_the_primary(replicated: Replicat
     assert any("pg_current_wal_flush_lsn" in s for s in replicated.statements["primary"])
 
 
+@needs_replica
 def test_the_report_from_the_standby_matches_the_primarys(replicated: Replicated) -> None:
     world = make_world(replicated.api)
     serials = [unique("S") for _ in range(5)]
@@ -266,6 +269,7 @@ def _on_books(api: Api, depot: str) -> int:
     return int(report.get_json()["depots"][0]["weapons"]["on_books"])
 
 
+@needs_replica
 def test_a_clients_write_is_in_its_next_read_while_the_standby_lags(
     replicated: Replicated,
 ) -> None:
@@ -293,6 +297,7 @@ def test_a_clients_write_is_in_its_next_read_while_the_standby_lags(
         _replay(replicated.standby, paused=False)
 
 
+@needs_replica
 def test_a_standby_that_stays_behind_sends_the_read_to_the_primary(
     replicated: Replicated,
 ) -> None:
@@ -320,3 +325,28 @@ def test_a_standby_that_stays_behind_sends_the_read_to_the_primary(
 def _flushed(primary: Engine) -> str:
     with primary.connect() as conn:
         return str(conn.scalar(text("SELECT pg_current_wal_flush_lsn()::text")))
+
+
+def test_without_a_replica_heavy_reads_use_the_primarys_session(app: Flask) -> None:
+    assert app.extensions["inventory.settings"].read_database_url is None
+    with app.test_request_context():
+        assert read_session() is db_session()
+
+
+def test_a_replica_needs_a_postgresql_primary(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'inventory.sqlite3'}",
+        read_database_url="postgresql+psycopg://postgres@127.0.0.1:1/inventory",
+        instance_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match="INVENTORY_READ_DATABASE_URL"):
+        create_app({"SETTINGS": settings})
+
+
+def test_the_replica_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INVENTORY_READ_DATABASE_URL", "postgresql+psycopg://standby/inventory")
+    monkeypatch.setenv("INVENTORY_READ_REPLICA_WAIT", "0.25")
+    settings = Settings.from_env()
+    assert settings.read_database_url == "postgresql+psycopg://standby/inventory"
+    assert settings.read_replica_wait == timedelta(seconds=0.25)
+    assert Settings().read_database_url is None
