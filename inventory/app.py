@@ -29,6 +29,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["inventory.settings"] = settings
     app.extensions["inventory.engine"] = engine
     app.extensions["inventory.sessions"] = make_session_factory(engine)
+    if settings.read_database_url:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("INVENTORY_READ_DATABASE_URL needs a PostgreSQL primary and standby")
+        read_engine = make_engine(settings.read_database_url)
+        app.extensions["inventory.read_engine"] = read_engine
+        app.extensions["inventory.read_sessions"] = make_session_factory(read_engine)
 
     logs.init_app(app)
     api.init_app(app)

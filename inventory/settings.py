@@ -40,6 +40,12 @@ def _default_database_url() -> str:
 @dataclass(frozen=True)
 class Settings:
     database_url: str = field(default_factory=_default_database_url)
+    # A PostgreSQL hot standby of database_url for heavy reads (reports, exports, trace, histories,
+    # the console's pages, audit verify); None reads everything from database_url.
+    read_database_url: str | None = None
+    # How long a heavy read waits for the standby to replay the primary's latest writes before it
+    # reads from the primary instead.
+    read_replica_wait: timedelta = timedelta(seconds=2)
     instance_dir: Path = INSTANCE_DIR
     # A 10,000-line movement is about 2 MiB of JSON; far beyond that is a mistake or an attack.
     max_request_bytes: int = 8 * 1024 * 1024
@@ -88,6 +94,8 @@ class Settings:
         }
         if env.get("INVENTORY_DATABASE_URL"):
             values["database_url"] = env["INVENTORY_DATABASE_URL"]
+        if env.get("INVENTORY_READ_DATABASE_URL"):
+            values["read_database_url"] = env["INVENTORY_READ_DATABASE_URL"]
         if env.get("INVENTORY_SIGNING_KEY"):
             values["signing_key_path"] = Path(env["INVENTORY_SIGNING_KEY"]).expanduser().absolute()
         if "INVENTORY_MAX_REQUEST_BYTES" in env:
@@ -137,6 +145,7 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, object]:
         ("sweep_interval", "INVENTORY_SWEEP_INTERVAL"),
         ("checkpoint_interval", "INVENTORY_CHECKPOINT_INTERVAL"),
         ("console_idle", "INVENTORY_CONSOLE_IDLE"),
+        ("read_replica_wait", "INVENTORY_READ_REPLICA_WAIT"),
     ):
         if key in env:
             values[name] = _seconds(env[key])

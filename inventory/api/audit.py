@@ -17,7 +17,7 @@ from ..domain.actors import Role
 from ..domain.audit_chain import CHECKPOINT_FORMAT, decode
 from ..services import checkpoints
 from .auth import ALL_ROLES, allow
-from .context import db_session, settings, write
+from .context import db_session, read_session, settings, write
 from .pagination import DescendingPageArgs, PageArgs, keyset_page, page_of
 
 blp = Blueprint(
@@ -104,7 +104,7 @@ class AuditVerification(MethodView):
     @blp.response(200, VerdictSchema)
     def get(self) -> dict[str, Any]:
         """Walk the hash chain and the stored checkpoints; name the first bad record if any"""
-        return checkpoints.verify(db_session(), settings()).report()
+        return checkpoints.verify(read_session(), settings()).report()
 
 
 @blp.route("/checkpoints")

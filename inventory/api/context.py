@@ -13,6 +13,7 @@ from flask import Flask, Response, current_app, g, request
 from marshmallow import Schema
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..db import replica
 from ..services.errors import Invalid
 from ..services.unit_of_work import Context, IdempotencyKey, UnitOfWork, run_write
 from ..settings import Settings
@@ -31,6 +32,27 @@ def db_session() -> Session:
         factory: sessionmaker[Session] = current_app.extensions["inventory.sessions"]
         g.session = factory()
     session: Session = g.session
+    return session
+
+
+def read_session() -> Session:
+    """The session for a heavy read (reports, CSV exports, trace, histories, the console's pages,
+    audit verify): the read replica's once it has replayed every write committed so far (the
+    client's own included), else the primary's. Without INVENTORY_READ_DATABASE_URL it is
+    `db_session()`. Never write through it."""
+    if "read_session" not in g:
+        factory: sessionmaker[Session] | None = current_app.extensions.get(
+            "inventory.read_sessions"
+        )
+        standby = None
+        if factory is not None:
+            standby = replica.standby_session(
+                current_app.extensions["inventory.engine"],
+                factory(),
+                settings().read_replica_wait,
+            )
+        g.read_session = standby
+    session: Session = g.read_session or db_session()
     return session
 
 
@@ -91,6 +113,7 @@ def init_app(app: Flask) -> None:
 
     @app.teardown_request
     def close_session(_error: BaseException | None) -> None:
-        session = g.pop("session", None)
-        if session is not None:
-            session.close()
+        for name in ("session", "read_session"):
+            session = g.pop(name, None)
+            if session is not None:
+                session.close()

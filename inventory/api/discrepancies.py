@@ -22,7 +22,7 @@ from ..services import audit_log, discrepancies, sweep
 from ..services.csv_export import CSV_SAFETY, CsvWriter
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
-from .context import db_session, write
+from .context import db_session, read_session, write
 from .pagination import AscendingPageArgs, keyset_page, page_of
 
 blp = Blueprint(
@@ -155,7 +155,7 @@ class Discrepancies(MethodView):
         """List discrepancies, oldest first (`order=desc` for newest first; clerks: their
         depots); `format=csv` to download"""
         filters = {k: args.pop(k) for k in ("status", "kind", "depot", "severity") if k in args}
-        session = db_session()
+        session = read_session() if args["format"] == "csv" else db_session()
         stmt = discrepancies.discrepancies_query(session, current_actor(), **filters)
         if args.pop("format") == "csv":
             return Response(

@@ -16,7 +16,7 @@ from ..services import report_pdf, reports
 from ..services.csv_export import CSV_SAFETY
 from ..services.errors import Invalid
 from .auth import allow, current_actor
-from .context import db_session, settings
+from .context import read_session, settings
 from .fields import Timestamp
 
 blp = Blueprint(
@@ -110,7 +110,7 @@ class Accountability(MethodView):
             )
         if args["format"] == "pdf":
             paper = report_pdf.gather(
-                db_session(),
+                read_session(),
                 current_actor(),
                 settings(),
                 args.get("depot"),
@@ -123,7 +123,7 @@ class Accountability(MethodView):
                 headers={"Content-Disposition": 'attachment; filename="accountability.pdf"'},
             )
         report = reports.accountability(
-            db_session(), current_actor(), settings(), args.get("depot"), args.get("as_of")
+            read_session(), current_actor(), settings(), args.get("depot"), args.get("as_of")
         )
         if args["format"] == "csv":
             return Response(

@@ -16,7 +16,7 @@ from ..services import discrepancies, sightings
 from ..services.sightings import Sighting, SightingReport
 from ..services.unit_of_work import UnitOfWork
 from .auth import allow, current_actor
-from .context import db_session, write
+from .context import read_session, write
 from .fields import Marking, Timestamp
 from .stock import CustodyStepSchema, WeaponSchema
 
@@ -142,6 +142,6 @@ class Trace(MethodView):
         """The registered weapons a marking may be (up to 100), each with its chain of custody
         and last accountable holder"""
         items = sightings.trace(
-            db_session(), current_actor(), args["serial"], args.get("manufacturer")
+            read_session(), current_actor(), args["serial"], args.get("manufacturer")
         )
         return {"serial": args["serial"], "manufacturer": args.get("manufacturer"), "items": items}

@@ -15,7 +15,7 @@ from ..domain.movements import STATUS_BY_HOLDER_KIND, status_of
 from ..services import custody, holders
 from ..services.errors import Forbidden
 from .auth import ALL_ROLES, allow, current_actor
-from .context import db_session
+from .context import db_session, read_session
 from .fields import Marking, Timestamp
 from .pagination import AscendingPageArgs, PageArgs, keyset_page, page_of
 
@@ -98,7 +98,7 @@ class HoldingsArgs(Schema):
 
 
 def history_page(history: Any, args: dict[str, Any]) -> dict[str, Any]:
-    page = keyset_page(db_session(), history, custody.HISTORY_KEY, args, rows=True)
+    page = keyset_page(read_session(), history, custody.HISTORY_KEY, args, rows=True)
     return {**page, "items": custody.steps(page["items"])}
 
 
@@ -132,7 +132,7 @@ class WeaponHistory(MethodView):
     @blp.response(200, page_of(CustodyStepSchema))
     def get(self, args: dict[str, Any], weapon_id: uuid.UUID) -> dict[str, Any]:
         """The weapon's chain of custody, oldest first (`order=desc` for newest first)"""
-        history = custody.weapon_history(db_session(), current_actor(), weapon_id)
+        history = custody.weapon_history(read_session(), current_actor(), weapon_id)
         return history_page(history, args)
 
 
@@ -171,7 +171,7 @@ class LotHistory(MethodView):
     @blp.response(200, page_of(CustodyStepSchema))
     def get(self, args: dict[str, Any], lot_id: uuid.UUID) -> dict[str, Any]:
         """Every movement of the lot, oldest first (`order=desc` for newest first)"""
-        return history_page(custody.lot_history(db_session(), current_actor(), lot_id), args)
+        return history_page(custody.lot_history(read_session(), current_actor(), lot_id), args)
 
 
 @blp.route("/holdings")

@@ -7,7 +7,7 @@ import json
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session
+from ..api.context import read_session
 from ..services import outbox
 from ..services.errors import Invalid
 from ..services.subscriptions import EVENT_TYPES
@@ -27,7 +27,7 @@ def alert_list() -> ResponseReturnValue:
     if event_type is not None and event_type not in EVENT_TYPES:
         raise Invalid(f"unknown event type {event_type!r}", field="type")
     events = outbox.newest_first(
-        db_session(),
+        read_session(),
         before=int(before_text) if before_text else None,
         limit=PAGE_SIZE + 1,
         event_type=event_type,

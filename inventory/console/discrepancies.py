@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, redirect, render_template, request, stream_with_context, url_for
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session
+from ..api.context import read_session
 from ..api.discrepancies import DiscrepancyFilterSchema, EventInSchema, csv_rows
 from ..api.pagination import keyset_page
 from ..db.models import Discrepancy
@@ -43,7 +43,7 @@ def discrepancy_list() -> ResponseReturnValue:
     require(who, "discrepancies.Discrepancies")
     args = _filters()
     filters = {k: args.pop(k) for k in FILTERS if k in args}
-    session = db_session()
+    session = read_session()
     stmt = discrepancies.discrepancies_query(session, who, **filters)
     if args.pop("format") == "csv":
         return Response(
@@ -68,7 +68,7 @@ def discrepancy_list() -> ResponseReturnValue:
 def discrepancy_detail(discrepancy_id: uuid.UUID) -> ResponseReturnValue:
     who = actor()
     require(who, "discrepancies.DiscrepancyById")
-    session = db_session()
+    session = read_session()
     found = discrepancies.get_visible(session, who, discrepancy_id)
     actions = [
         action for action, (allowed_from, _) in TRANSITIONS.items() if found.status in allowed_from

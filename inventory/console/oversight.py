@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session
+from ..api.context import read_session
 from ..api.pagination import keyset_page
 from ..clock import utcnow
 from ..db.models import EndUseVerification, Transfer
@@ -25,7 +25,7 @@ def _page_args() -> dict[str, object]:
 
 @bp.get("/transfers")
 def transfer_list() -> ResponseReturnValue:
-    who, session, now = actor(), db_session(), utcnow()
+    who, session, now = actor(), read_session(), utcnow()
     require(who, "transfers.Transfers")
     overdue = request.args.get("overdue") == "1"
     stmt = transfers.transfers_query(session, who, status="in_transit", overdue=overdue, now=now)
@@ -39,7 +39,7 @@ def transfer_list() -> ResponseReturnValue:
 
 @bp.get("/verifications")
 def verification_list() -> ResponseReturnValue:
-    who, session, now = actor(), db_session(), utcnow()
+    who, session, now = actor(), read_session(), utcnow()
     require(who, "verifications.Verifications")
     status = request.args.get("status", "overdue")
     if status not in ("due", "overdue"):

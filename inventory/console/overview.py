@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask import redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session, settings
+from ..api.context import db_session, read_session, settings
 from ..clock import utcnow
-from ..services import audit_verifications, reports
+from ..services import audit_verifications, checkpoints, reports
 from ..services import overview as figures
 from .access import require
 from .base import actor, bp
@@ -17,7 +17,7 @@ from .chart import rate_chart
 
 @bp.get("/")
 def overview() -> ResponseReturnValue:
-    who, session, now = actor(), db_session(), utcnow()
+    who, session, now = actor(), read_session(), utcnow()
     require(who, "reports.Accountability")
     report = reports.accountability(session, who, settings(), None, None)
     history = figures.history(session, who, settings(), report)
@@ -47,5 +47,6 @@ def verify_chain() -> ResponseReturnValue:
     """Walk the audit chain now; the overview then shows the verdict and when it ran."""
     who = actor()
     require(who, "audit.AuditVerification")
-    audit_verifications.verify_and_record(db_session(), settings(), who, utcnow())
+    verdict = checkpoints.verify(read_session(), settings())
+    audit_verifications.record(db_session(), verdict, who, utcnow())
     return redirect(url_for("console.overview") + "#audit-chain", code=303)

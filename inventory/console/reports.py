@@ -7,7 +7,7 @@ from datetime import datetime
 from flask import Response, render_template, request
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session, settings
+from ..api.context import read_session, settings
 from ..clock import utcnow
 from ..services import report_pdf, reports
 from ..services.errors import Invalid
@@ -34,7 +34,7 @@ def report() -> ResponseReturnValue:
     as_of = _as_of()
     depots = [code.strip() for code in request.args.getlist("depot") if code.strip()] or None
     fmt = request.args.get("format", "html")
-    session = db_session()
+    session = read_session()
     if fmt == "pdf":
         paper = report_pdf.gather(session, who, settings(), depots, as_of, utcnow())
         return Response(

@@ -9,7 +9,7 @@ from typing import Any
 from flask import redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from ..api.context import db_session
+from ..api.context import read_session
 from ..api.pagination import keyset_page
 from ..api.sightings import SightingInSchema
 from ..db.models import Weapon
@@ -33,14 +33,14 @@ def weapon_search() -> ResponseReturnValue:
     }
     page = None
     if filters:
-        session = db_session()
+        session = read_session()
         stmt = custody.weapons_query(session, who, **filters)
         page = keyset_page(session, stmt, Weapon.id, {"limit": PAGE_SIZE, **_after()})
     return render_template(
         "console/weapons.html",
         filters=filters,
         page=page,
-        item_types=reference.weapon_type_codes(db_session()),
+        item_types=reference.weapon_type_codes(read_session()),
     )
 
 
@@ -51,7 +51,7 @@ def _after() -> dict[str, Any]:
 
 @bp.get("/weapons/<uuid:weapon_id>")
 def weapon_detail(weapon_id: uuid.UUID) -> ResponseReturnValue:
-    who, session = actor(), db_session()
+    who, session = actor(), read_session()
     require(who, "stock.WeaponById")
     weapon = custody.get_weapon(session, who, weapon_id)
     history = custody.chain_of_custody(session, custody.weapon_history(session, who, weapon_id))
