@@ -113,7 +113,10 @@ def random_movement(arena: Arena, rng: random.Random) -> dict[str, Any]:
     body["lines"] = lines
     if destination:
         body["to"] = destination
+    # A return or recovery may cross depots (a document) and settle an open loss (a case).
+    body["document_ref"] = "DOC-1"
     extra = {"issue": ("due_back_at", ago(days=-3)), "loss": ("case_ref", "C-1")}
+    extra["recovery"] = ("case_ref", "C-2")
     extra["expenditure"] = ("reason", "drill")
     if kind in extra:
         body[extra[kind][0]] = extra[kind][1]

@@ -244,6 +244,7 @@ class CustodyMachine(RuleBasedStateMachine):
             "from": source,
             "occurred_at": ago(minutes=5),
             "lines": self._lines(serials, lots),
+            "document_ref": unique("DOC"),  # a return or recovery may cross depots
         }
         if kind in ("issue", "return", "recovery"):
             body["to"] = destination
@@ -251,6 +252,7 @@ class CustodyMachine(RuleBasedStateMachine):
             {
                 "issue": {"due_back_at": ago(days=-30)},
                 "loss": {"case_ref": unique("CASE")},
+                "recovery": {"case_ref": unique("CASE")},  # it may settle an open loss
                 "expenditure": {"reason": "training"},
             }.get(kind, {})
         )

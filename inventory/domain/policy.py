@@ -252,6 +252,7 @@ def decide(
 ) -> Decision:
     """May `actor` do `action`? For holder-moving actions give `source` and `destination`; for
     depot-scoped ones (stocktakes, discrepancy events) the `depot` the thing belongs to."""
+    key: tuple[Action, Relation | None, Relation | None]
     if source is not None and destination is not None:
         depot = acting_depot_of(action, source, destination)
         key = (action, relation(source, depot), relation(destination, depot))
@@ -287,6 +288,16 @@ def decide(
             opens=rule.opens,
         )
     return Decision(Outcome.ALLOWED, rule.why or what, depot)
+
+
+def may_read(actor: Actor, depot: str | None) -> bool:
+    """Reads: clerks see only their depots (and those depots' units); every other role reads all."""
+    return actor.role is not Role.CLERK or (depot is not None and depot in actor.depots)
+
+
+def readable_depots(actor: Actor) -> frozenset[str] | None:
+    """The depots whose books `actor` may read; None means every depot."""
+    return actor.depots if actor.role is Role.CLERK else None
 
 
 def depot_scoped(action: Action) -> bool:

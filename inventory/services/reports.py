@@ -47,7 +47,8 @@ from ..db.models import (
     WeaponHolding,
     WeaponVerification,
 )
-from ..domain.actors import Actor, Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
@@ -178,11 +179,12 @@ def _depots_in_scope(
         unknown = sorted(set(codes) - found.keys())
         if unknown:
             raise NotFound(f"no depot {', '.join(unknown)}")
-        if actor.role is Role.CLERK and (outside := sorted(set(codes) - actor.depots)):
+        outside = sorted(c for c in codes if not policy.may_read(actor, c))
+        if outside:
             raise Forbidden(f"depot {', '.join(outside)} is not one of your depots")
         return [(hid, code) for code, hid in found.items()]
-    if actor.role is Role.CLERK:
-        stmt = stmt.where(Holder.code.in_(sorted(actor.depots)))
+    if (readable := policy.readable_depots(actor)) is not None:
+        stmt = stmt.where(Holder.code.in_(sorted(readable)))
     return [(hid, code) for hid, code in session.execute(stmt)]
 
 
