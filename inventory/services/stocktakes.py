@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..db.models import (
@@ -29,13 +29,19 @@ from .unit_of_work import UnitOfWork
 CountLine = WeaponRef | LotRef
 
 
+# Advisory lock namespace for "opening a stocktake of depot <id>" (PostgreSQL).
+_OPENING_STOCKTAKE = 5_001
+
+
 def _depot(session: Session, code: str) -> Holder:
     """The depot, locked so two clerks cannot open two stocktakes of it at once."""
-    depot = session.scalar(
-        select(Holder).where(Holder.kind == "depot", Holder.code == code).with_for_update(of=Holder)
-    )
+    depot = session.scalar(select(Holder).where(Holder.kind == "depot", Holder.code == code))
     if depot is None:
         raise Invalid(f"unknown depot {code!r}", field="depot")
+    if session.get_bind().dialect.name == "postgresql":
+        # An advisory lock, not FOR UPDATE: the app role may not update holders, and a row lock
+        # needs that privilege. (SQLite writers queue one at a time anyway.)
+        session.execute(select(func.pg_advisory_xact_lock(_OPENING_STOCKTAKE, depot.id)))
     return depot
 
 
