@@ -41,6 +41,9 @@ class Settings:
     worker_poll_interval: timedelta = timedelta(seconds=1)
     sweep_interval: timedelta = timedelta(minutes=1)
     checkpoint_interval: timedelta = timedelta(hours=1)
+    # Active webhook subscriptions one monitor's token may hold (INVENTORY_SUBSCRIPTIONS_PER_TOKEN;
+    # admins are not capped).
+    subscriptions_per_token: int = 20
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -56,6 +59,8 @@ class Settings:
             values["app_role"] = env["INVENTORY_APP_ROLE"]
         if "INVENTORY_LOG_LEVEL" in env:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
+        if "INVENTORY_SUBSCRIPTIONS_PER_TOKEN" in env:
+            values["subscriptions_per_token"] = int(env["INVENTORY_SUBSCRIPTIONS_PER_TOKEN"])
         values.update(_worker_settings(env))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
