@@ -64,3 +64,16 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "investigate": (frozenset({"open"}), "investigating"),
     "resolve": (frozenset({"open", "investigating"}), "resolved"),
 }
+
+
+def status_after(actions: list[str]) -> str | None:
+    """The status a discrepancy's events lead to, in order ("opened" first), or None if they
+    could not have happened (an action from a status it may not follow, or no "opened")."""
+    if not actions or actions[0] != "opened":
+        return None
+    status = "open"
+    for action in actions[1:]:
+        if action not in TRANSITIONS or status not in TRANSITIONS[action][0]:
+            return None
+        status = TRANSITIONS[action][1] or status
+    return status

@@ -16,7 +16,7 @@ from ..db.models import Discrepancy, Holder, Movement, WeaponHolding
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.policy import Action, Answer, Decision, decide, may_read
 from . import holders
-from .errors import Forbidden, Invalid, NotFound
+from .errors import Forbidden, NotFound
 from .unit_of_work import UnitOfWork
 
 
@@ -119,14 +119,19 @@ class Crossing:
     lots: list[tuple[uuid.UUID, int]] = field(default_factory=list)
 
 
-def require_document(crossed: list[Crossing], document_ref: str | None, what: str) -> None:
-    if crossed and not (document_ref and document_ref.strip()):
-        depots = ", ".join(c.depot.ref for c in crossed)
-        raise Invalid(
+def missing_references(
+    crossed: list[Crossing], document_ref: str | None, what: str
+) -> dict[str, list[str]]:
+    """The field errors of a cross-depot movement without its document (empty if none)."""
+    if not crossed or (document_ref and document_ref.strip()):
+        return {}
+    depots = ", ".join(c.depot.ref for c in crossed)
+    return {
+        "document_ref": [
             f"this {what} takes stock out of what {depots} answers for: it needs a document_ref "
-            "(the hand-in or police receipt)",
-            field="document_ref",
-        )
+            "(the hand-in or police receipt)"
+        ]
+    }
 
 
 def by_depot(items: dict[uuid.UUID, LostFrom]) -> dict[str, list[uuid.UUID]]:

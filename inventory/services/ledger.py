@@ -280,14 +280,15 @@ def _cross_depot(
             if verdict.outcome is Outcome.CROSS_DEPOT and verdict.opens is not None:
                 depot = next(lost.depot for lost in losses.values() if lost.depot.code == code)
                 crossed.append(Crossing(depot, verdict.opens))
-        opened = sorted(str(lost.loss_id) for lost in losses.values() if lost.loss_id)
-        if opened and not (request.case_ref and request.case_ref.strip()):
-            raise Invalid(
-                f"this recovery settles open reported loss {', '.join(opened)}: give the "
-                "case_ref of the police or investigation case",
-                field="case_ref",
-            )
-    accountability.require_document(crossed, request.document_ref, str(request.kind))
+    errors = accountability.missing_references(crossed, request.document_ref, str(request.kind))
+    opened = sorted(str(lost.loss_id) for lost in losses.values() if lost.loss_id)
+    if opened and not (request.case_ref and request.case_ref.strip()):
+        errors["case_ref"] = [
+            f"this recovery settles open reported loss {', '.join(opened)}: give the "
+            "case_ref of the police or investigation case"
+        ]
+    if errors:
+        raise Invalid("; ".join(m[0] for m in errors.values()), errors=errors)
     if crossed:
         for crossing in crossed:
             if request.kind is Kind.RECOVERY:
