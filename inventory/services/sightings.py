@@ -26,7 +26,8 @@ from ..db.models import Discrepancy, Holder, ItemType, Movement, Transfer, Weapo
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future, status_of
-from . import custody, discrepancies, holders
+from ..domain.policy import Action
+from . import accountability, custody, discrepancies, holders
 from .custody import CustodyStep
 from .discrepancies import Finding
 from .errors import Invalid
@@ -83,6 +84,7 @@ def candidates_query(
 
 def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
     """Record a sighting and open the discrepancy it reveals (see the module docstring)."""
+    accountability.require(uow, Action.SIGHTING)
     session = uow.session
     if is_future(report.observed_at, uow.now):
         raise Invalid(
