@@ -91,15 +91,16 @@ def build_arena(server: Server, token: str) -> Arena:
 def random_movement(arena: Arena, rng: random.Random) -> dict[str, Any]:
     kind = rng.choice(["issue", "issue", "return", "return", "loss", "recovery", "expenditure"])
     custody = arena.depots + arena.units
+    issuer = rng.randrange(len(arena.depots))  # a depot issues to its own unit only
     source = {
-        "issue": rng.choice(arena.depots),
+        "issue": arena.depots[issuer],
         "return": rng.choice(arena.units),
         "loss": rng.choice(custody),
         "recovery": "lost:LOST",
         "expenditure": rng.choice(custody),
     }[kind]
     destination = {
-        "issue": rng.choice(arena.units),
+        "issue": arena.units[issuer],
         "return": rng.choice(arena.depots),
         "recovery": rng.choice(arena.depots),
     }.get(kind)

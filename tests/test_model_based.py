@@ -220,8 +220,11 @@ class CustodyMachine(RuleBasedStateMachine):
     @rule(data=st.data(), kind=st.sampled_from(sorted(ROUTES)))
     def move(self, data: st.DataObject, kind: str) -> None:
         sources, destinations = ROUTES[kind]
-        source = self.ref[data.draw(st.sampled_from(sources), label="from")]
+        source_name = data.draw(st.sampled_from(sources), label="from")
+        source = self.ref[source_name]
         destination = self.ref[data.draw(st.sampled_from(destinations), label="to")]
+        if kind == "issue":  # a depot issues to its own units (the policy refuses others')
+            destination = self.ref[source_name.replace("depot", "unit")]
         serials: list[str] = []
         if kind != "expenditure" and self.books.where:
             everything = sorted(self.books.where)

@@ -79,6 +79,18 @@ def create_token(uow: UnitOfWork, name: str, role: str, depots: list[str]) -> Is
     return IssuedToken(token, secret)
 
 
+def free_name(session: Session, name: str) -> str:
+    """`name`, or `name (2)`, `name (3)`... whichever no active token holds (a demo restarted
+    after its saved tokens were lost)."""
+    taken = set(
+        session.scalars(
+            select(Token.name).where(Token.name.startswith(name), Token.revoked_at.is_(None))
+        )
+    )
+    candidates = [name] + [f"{name} ({n})" for n in range(2, len(taken) + 2)]
+    return next(candidate for candidate in candidates if candidate not in taken)
+
+
 def revoke_token(uow: UnitOfWork, token_id: uuid.UUID) -> Token:
     token = uow.session.get(Token, token_id)
     if token is None:
