@@ -235,5 +235,5 @@ def _plan_lot_moves(
 def plan_moves(session: Session, kind: Kind, occurred_at: datetime, lines: list[Line]) -> Plan:
     """Resolve and check lines that move registered weapons and lots (registrations are refused):
     422 naming every bad line, as for a posted movement."""
-    rule = Rule(frozenset(), frozenset(), "source")
+    rule = Rule(frozenset(), frozenset())
     return plan_lines(session, rule, MovementRequest(kind, occurred_at, lines))
