@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
 from inventory import create_app
 from inventory.cli import main
@@ -394,3 +394,103 @@ def test_as_the_app_role_a_discrepancy_status_changes_only_with_an_event(
         assert "permission denied" in refusal(engine, "UPDATE tokens SET role = 'admin'", role=role)
     finally:
         engine.dispose()
+
+
+def test_everything_the_app_does_it_can_still_do_as_the_app_role(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The narrowed grants leave every write path working: movements across depots, a recovery
+    that moves a loss to investigating, a resolve, a stocktake, a transfer, subscriptions and
+    tokens, all as the application role."""
+    url = request.getfixturevalue("database_with_app_role")
+    flask_app = create_app({"SETTINGS": make_settings(url, tmp_path)})
+    role = app_role()
+    event.listen(
+        flask_app.extensions["inventory.engine"],
+        "begin",
+        lambda conn: conn.exec_driver_sql(f"SET LOCAL ROLE {role}"),
+    )
+    session = flask_app.extensions["inventory.sessions"]()
+    try:
+        secret = run_write(
+            session,
+            Context(actor=operator("tests")),
+            lambda uow: tokens.create_token(uow, "app role admin", "admin", []),
+            lambda issued, _uow: issued.secret,
+        ).body
+    finally:
+        session.close()
+    api = Api(flask_app.test_client(), str(secret))
+    try:
+        world = make_world(api)
+        two = TwoDepots(world, unique("U"), "", "")
+        made = api.post(
+            "/api/v1/units", json={"code": two.unit_b, "name": "b", "depot": world.other_depot}
+        )
+        assert made.status_code == 201
+        serial, _ = two.fresh_weapon()
+        lost, _ = two.fresh_weapon()
+        assert world.issue([serial]).status_code == 201
+        steps = [
+            {
+                "kind": "return",
+                "from": f"unit:{world.unit}",
+                "to": f"depot:{world.other_depot}",
+                "document_ref": "D-1",
+                "lines": [{"serial": serial}],
+            },
+            {
+                "kind": "loss",
+                "from": f"depot:{world.depot}",
+                "case_ref": "C-1",
+                "lines": [{"serial": lost}],
+            },
+            {
+                "kind": "recovery",
+                "from": "lost",
+                "to": f"depot:{world.other_depot}",
+                "document_ref": "D-2",
+                "case_ref": "C-1",
+                "lines": [{"serial": lost}],
+            },
+        ]
+        for step in steps:
+            posted = two.post(None, **step)
+            assert posted.status_code == 201, posted.get_json()
+        opened = api.get("/api/v1/discrepancies", query_string={"limit": 100}).get_json()["items"]
+        for discrepancy in opened:
+            resolved = api.post(
+                f"/api/v1/discrepancies/{discrepancy['id']}/events",
+                json={"action": "resolve", "note": "settled"},
+            )
+            assert resolved.status_code == 201, resolved.get_json()
+        stocktake = api.post("/api/v1/stocktakes", json={"depot": world.depot})
+        assert stocktake.status_code == 201, stocktake.get_json()
+        closed = api.post(f"/api/v1/stocktakes/{stocktake.get_json()['id']}/close")
+        assert closed.status_code == 200, closed.get_json()
+        transfer = api.post(
+            "/api/v1/transfers",
+            json={
+                "from": f"depot:{world.other_depot}",
+                "to": f"depot:{world.depot}",
+                "expected_by": ago(days=-3),
+                "document_ref": "T-1",
+                "lines": [{"serial": serial}],
+            },
+        )
+        assert transfer.status_code == 201, transfer.get_json()
+        received = api.post(
+            f"/api/v1/transfers/{transfer.get_json()['id']}/receipt",
+            json={"received_at": ago(seconds=0), "lines": [{"serial": serial}]},
+        )
+        assert received.status_code == 201, received.get_json()
+        hook = {"url": "https://93.184.215.14/app-role", "events": ["weapon.recovered"]}
+        subscription = api.post("/api/v1/subscriptions", json=hook)
+        assert subscription.status_code == 201, subscription.get_json()
+        gone = api.delete(f"/api/v1/subscriptions/{subscription.get_json()['id']}")
+        assert gone.status_code == 200, gone.get_json()
+        other = api.post("/api/v1/tokens", json={"name": "second", "role": "admin"})
+        assert other.status_code == 201
+        assert api.delete(f"/api/v1/tokens/{other.get_json()['id']}").status_code == 200
+    finally:
+        flask_app.extensions["inventory.engine"].dispose()

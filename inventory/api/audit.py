@@ -42,11 +42,17 @@ class AuditRecordSchema(Schema):
     request_id = fields.String(metadata={"description": "the server's id of the request"})
     token_id = fields.Method(
         "_token_id",
-        metadata={"type": "string", "description": "the credential that acted (GET /tokens)"},
+        metadata={
+            "type": ["string", "null"],
+            "description": "the credential that acted (GET /tokens); null: the server's operator",
+        },
     )
     client_request_id = fields.Method(
         "_client_request_id",
-        metadata={"type": "string", "description": "the X-Request-ID the client sent, if any"},
+        metadata={
+            "type": ["string", "null"],
+            "description": "the X-Request-ID the client sent, if any",
+        },
     )
     prev_hash = fields.String()
     hash = fields.String()
