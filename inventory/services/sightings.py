@@ -23,10 +23,10 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Discrepancy, Holder, ItemType, Movement, Transfer, Weapon, WeaponHolding
+from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future, status_of
-from ..domain.policy import Action
 from . import accountability, custody, discrepancies, holders
 from .custody import CustodyStep
 from .discrepancies import Finding
@@ -84,7 +84,7 @@ def candidates_query(
 
 def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
     """Record a sighting and open the discrepancy it reveals (see the module docstring)."""
-    accountability.require(uow, Action.SIGHTING)
+    accountability.require(uow, policy.Action.SIGHTING)
     session = uow.session
     if is_future(report.observed_at, uow.now):
         raise Invalid(

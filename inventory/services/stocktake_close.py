@@ -27,8 +27,8 @@ from ..db.models import (
     WeaponHolding,
     WeaponVerification,
 )
+from ..domain import policy
 from ..domain.discrepancies import DiscrepancyKind
-from ..domain.policy import Action
 from . import discrepancies, stocktakes
 from .discrepancies import Finding
 from .unit_of_work import UnitOfWork
@@ -54,7 +54,7 @@ def close_stocktake(uow: UnitOfWork, stocktake_id: uuid.UUID) -> StocktakeResult
     """Compare the count with the books, open a discrepancy for each difference, record the
     counted weapons the books place here as verified now, and close the stocktake."""
     session = uow.session
-    stocktake = stocktakes.locked_open_stocktake(uow, stocktake_id, Action.STOCKTAKE_CLOSE)
+    stocktake = stocktakes.locked_open_stocktake(uow, stocktake_id, policy.Action.STOCKTAKE_CLOSE)
     depot = stocktake.depot
     counted_here = select(StocktakeCount.weapon_id).where(
         StocktakeCount.stocktake_id == stocktake.id, StocktakeCount.weapon_id.is_not(None)
