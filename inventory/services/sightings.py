@@ -27,7 +27,8 @@ from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future, status_of
-from . import accountability, custody, discrepancies, holders
+from . import custody, discrepancies, holders
+from .accountability import require
 from .custody import CustodyStep
 from .discrepancies import Finding
 from .errors import Invalid
@@ -84,7 +85,7 @@ def candidates_query(
 
 def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
     """Record a sighting and open the discrepancy it reveals (see the module docstring)."""
-    accountability.require(uow, policy.Action.SIGHTING)
+    require(uow, policy.Action.SIGHTING)
     session = uow.session
     if is_future(report.observed_at, uow.now):
         raise Invalid(
