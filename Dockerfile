@@ -17,13 +17,16 @@ RUN groupadd --system --gid 10001 stockpile \
     && chown stockpile:stockpile /var/lib/stockpile
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# constraints.txt pins every package (and the build backend) to the versions tested, so two
+# builds of one commit install the same thing; regenerate it with `make constraints`.
+COPY pyproject.toml README.md constraints.txt ./
 COPY inventory ./inventory
 COPY migrations ./migrations
 COPY seeds ./seeds
 # Editable on purpose: the migrations are not part of the package, and `inventory db upgrade`
 # finds them beside the source (inventory/db/migrate.py), i.e. in /app/migrations.
-RUN pip install --editable .
+# PIP_CONSTRAINT, not only --constraint: it also reaches pip's isolated build environment.
+RUN PIP_CONSTRAINT=/app/constraints.txt pip install --constraint constraints.txt --editable .
 
 # /var/lib/stockpile (the signing key) is owned by the user, so a fresh named volume mounted
 # there starts out writable.

@@ -3,9 +3,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export INVENTORY_DATABASE_URL ?= sqlite:///$(CURDIR)/instance/inventory.sqlite3
 
-.PHONY: run test lint typecheck unit soak bench install clean
+.PHONY: run test lint typecheck unit soak bench install constraints clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The database and the signing key live in instance/ beside this Makefile unless
+# INVENTORY_INSTANCE_DIR (or INVENTORY_DATABASE_URL, INVENTORY_SIGNING_KEY) says otherwise.
 run: $(STAMP)
 	$(BIN)/inventory db upgrade
+	$(BIN)/inventory keys init
 	$(BIN)/inventory demo prepare
+	@echo "Serving Stockpile on http://127.0.0.1:8000 (docs: /api/v1/docs); Ctrl-C stops it."
 	$(BIN)/inventory serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
@@ -40,6 +43,14 @@ soak: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The Docker image installs exactly these versions. After changing dependencies in pyproject.toml:
+# `make install constraints`, then commit constraints.txt. The header (and the setuptools pin for the
+# image's build) is kept; everything below the marker line is what .venv has now.
+constraints: $(STAMP)
+	sed '/^# --- pinned by pip freeze/q' constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -8,9 +8,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import click
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import inspect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from . import demo as demo_setup
@@ -26,15 +32,61 @@ from .settings import Settings
 T = TypeVar("T")
 
 
-@click.group()
+class _Commands(click.Group):
+    """Expected failures (what the use cases refuse, a database that is missing or unreachable)
+    end as one `Error: ...` line and exit 1; only real bugs print a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServiceError as error:
+            raise click.ClickException(_problem_text(error)) from error
+        except OperationalError as error:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(f"cannot use the database: {reason}") from error
+
+
+def _problem_text(error: ServiceError) -> str:
+    return error.detail
+
+
+@click.group(cls=_Commands)
 def main() -> None:
-    """Stockpile: accountability for state weapons and ammunition."""
+    """Stockpile: accountability for state weapons and ammunition.
+
+    Settings come from the environment (INVENTORY_DATABASE_URL, INVENTORY_INSTANCE_DIR,
+    INVENTORY_SIGNING_KEY, ...), never from the working directory."""
     logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "WARNING"))
+
+
+def require_database(settings: Settings) -> str:
+    """The database URL, once it is known to hold a migrated schema: only `inventory db upgrade`
+    makes a database, so every other command refuses a missing one rather than creating it."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database or "")
+        if not path.is_file():
+            raise click.ClickException(
+                f"there is no database at {path.absolute()}; make it with `inventory db upgrade` "
+                "(or set INVENTORY_DATABASE_URL or INVENTORY_INSTANCE_DIR to the one you mean)"
+            )
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            migrated = inspect(connection).has_table("alembic_version")
+    finally:
+        engine.dispose()
+    if not migrated:
+        raise click.ClickException(
+            f"the database {url.render_as_string(hide_password=True)} has no schema; "
+            "run `inventory db upgrade` first"
+        )
+    return settings.database_url
 
 
 @contextmanager
 def open_session(settings: Settings) -> Iterator[Session]:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(require_database(settings))
     session = make_session_factory(engine)()
     try:
         yield session
@@ -88,13 +140,14 @@ def db_upgrade(revision: str) -> None:
             os.path.dirname(settings.database_url.removeprefix("sqlite:///")) or ".", exist_ok=True
         )
     migrate.upgrade(settings.database_url, revision)
-    click.echo(f"database at {revision}")
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    click.echo(f"database {shown} is at revision {revision}")
 
 
 @db.command("check")
 def db_check() -> None:
     """Fail if the models and the migrated schema have drifted apart."""
-    migrate.check(Settings.from_env().database_url)
+    migrate.check(require_database(Settings.from_env()))
     click.echo("no drift")
 
 
@@ -122,6 +175,37 @@ def tokens_create(name: str, role: str, depots: tuple[str, ...], as_json: bool) 
         },
     )
     click.echo(json.dumps(body) if as_json else body["token"])
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """The Ed25519 key that signs audit checkpoints."""
+
+
+@keys_group.command("init")
+def keys_init() -> None:
+    """Make the audit signing key at INVENTORY_SIGNING_KEY (default: in the instance folder)
+    unless it exists; never replaces a key."""
+    settings = Settings.from_env()
+    path = settings.signing_key_path
+    try:
+        public, made = checkpoints.init_key(settings)
+    except OSError as error:
+        message = f"cannot make the audit signing key at {path}: {error}"
+        raise click.ClickException(message) from error
+    key = checkpoints.key_id(public)
+    if not made:
+        click.echo(f"kept the audit signing key {key} at {path}; nothing made")
+        return
+    rule = "=" * 78
+    click.echo(
+        f"{rule}\n"
+        f"Made a NEW audit signing key {key} at {path} (mode 600).\n"
+        "It signs the audit log's checkpoints and is never stored in the database.\n"
+        "Back it up with the database. Monitors trust checkpoints by this key: if it is lost,\n"
+        "the next checkpoint must be signed with `inventory audit checkpoint --rotate`.\n"
+        f"{rule}"
+    )
 
 
 @main.group()
@@ -166,6 +250,8 @@ def demo_prepare() -> None:
     """On first start, load the demo scenario and make tokens; print the tokens to try the API
     with."""
     settings = Settings.from_env()
+    saved = settings.instance_dir / "demo-tokens.json"
+    before = saved.read_text() if saved.is_file() else None
     with open_session(settings) as session:
         loaded = demo_setup.load_scenario(session, settings, progress_bar=_seed_progress_bar)
         issued = demo_setup.prepare(session, settings)
@@ -176,14 +262,15 @@ def demo_prepare() -> None:
         )
         for line in loaded.steps:
             click.echo(f"  - {line}")
-    click.echo("\nStockpile is starting on http://127.0.0.1:8000 (docs: /api/v1/docs)")
-    click.echo("Tokens to try it with (Authorization: Bearer <token>):")
+    else:
+        click.echo("The demo scenario is already loaded; loaded nothing.")
+    reused = before is not None and json.loads(before) == issued
+    click.echo(
+        f"Demo tokens {'kept from an earlier start' if reused else 'made'} in {saved} "
+        "(Authorization: Bearer <token>):"
+    )
     for role, secret in issued.items():
         click.echo(f"  {role:8} {secret}")
-    click.echo(
-        f"  e.g. curl -H 'Authorization: Bearer {issued['auditor']}' "
-        "http://127.0.0.1:8000/api/v1/discrepancies\n"
-    )
 
 
 @contextmanager
@@ -238,9 +325,16 @@ def audit() -> None:
     type=click.File("r"),
     help="a checkpoint (JSON, as the API gave it) the log must still extend",
 )
-def audit_verify(checkpoint_file: IO[str] | None) -> None:
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.File("rb"),
+    help="the PEM public key the kept checkpoint was signed with, if not the current one "
+    "(a checkpoint from before a key rotation)",
+)
+def audit_verify(checkpoint_file: IO[str] | None, public_key_file: IO[bytes] | None) -> None:
     """Walk the hash chain and the signed checkpoints; exit 0 if it verifies, 1 naming the first
-    bad record if not."""
+    bad record if not. With --checkpoint, also prove the log extends that checkpoint, and say so."""
     settings = Settings.from_env()
     kept = None
     if checkpoint_file is not None:
@@ -248,24 +342,47 @@ def audit_verify(checkpoint_file: IO[str] | None) -> None:
             kept = checkpoints.Checkpoint.from_json(json.load(checkpoint_file))
         except (ValueError, ServiceError) as error:
             raise click.BadParameter(str(error), param_hint="--checkpoint") from error
+    kept_key = None
+    if public_key_file is not None:
+        if kept is None:
+            raise click.UsageError("--public-key checks a --checkpoint; give one")
+        try:
+            loaded = serialization.load_pem_public_key(public_key_file.read())
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--public-key") from error
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise click.BadParameter("not an Ed25519 public key", param_hint="--public-key")
+        kept_key = loaded
     with open_session(settings) as session:
         total = audit_log.length(session)
         with click.progressbar(length=total, label="verifying", file=sys.stderr) as bar:
-            verdict = checkpoints.verify(session, settings, progress=bar.update, kept=kept)
-    click.echo(json.dumps(verdict.report()))
+            verdict = checkpoints.verify(
+                session, settings, progress=bar.update, kept=kept, kept_key=kept_key
+            )
+    report = verdict.report()
+    if kept is not None:
+        report["checkpoint"] = {**kept.as_json(), "extended": verdict.ok}
+    click.echo(json.dumps(report))
+    if kept is not None and verdict.ok:
+        click.echo(f"proved: the log extends the {kept.label()}", err=True)
     if not verdict.ok:
         sys.exit(1)
 
 
 @audit.command("checkpoint")
-def audit_checkpoint() -> None:
-    """Sign the chain head as a checkpoint and print it (JSON); keep it to verify against later."""
-    try:
-        body = run_as_operator(
-            Settings.from_env(), checkpoints.make_checkpoint, lambda made, _uow: made.as_json()
-        )
-    except ServiceError as error:
-        raise click.ClickException(error.detail) from error
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="sign with a key other than the latest checkpoint's (recorded in the audit log)",
+)
+def audit_checkpoint(rotate: bool) -> None:
+    """Sign the chain head as a checkpoint and print it (JSON); keep it to verify against later.
+    Refused if the key differs from the latest checkpoint's, unless --rotate."""
+    body = run_as_operator(
+        Settings.from_env(),
+        partial(checkpoints.make_checkpoint, rotate=rotate),
+        lambda made, _uow: made.as_json(),
+    )
     click.echo(json.dumps(body))
 
 
@@ -277,7 +394,9 @@ def worker_command(once: bool) -> None:
     from .worker import Worker
 
     logs.configure(os.environ.get("INVENTORY_LOG_LEVEL", "INFO"))
-    Worker(Settings.from_env()).run(once=once)
+    settings = Settings.from_env()
+    require_database(settings)
+    Worker(settings).run(once=once)
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -323,11 +442,18 @@ def report_group() -> None:
 @click.option("--depot", "depots", multiple=True, help="depot code; repeat for several")
 @click.option("--as-of", "as_of_text", help="the books at this time (ISO 8601 with offset)")
 @click.option("--format", "output", type=click.Choice(["json", "csv"]), default="json")
-def report_accountability(depots: tuple[str, ...], as_of_text: str | None, output: str) -> None:
-    """Per depot and in total: on the books, in store, issued, in transit, lost, unaccounted."""
+@click.option("--dictionary", is_flag=True, help="print the CSV's columns and their definitions")
+def report_accountability(
+    depots: tuple[str, ...], as_of_text: str | None, output: str, dictionary: bool
+) -> None:
+    """Per depot and in total: on the books, in store, issued, in transit, lost, unaccounted,
+    and the accountability rates of weapons and of rounds."""
     from .services import reports
     from .services.errors import ServiceError
 
+    if dictionary:
+        click.echo(reports.dictionary_csv(), nl=False)
+        return
     settings = Settings.from_env()
     as_of = _moment(as_of_text, "--as-of")
     try:
@@ -355,15 +481,19 @@ def report_accountability(depots: tuple[str, ...], as_of_text: str | None, outpu
 def import_register(csv_file: str, party: str, check_only: bool) -> None:
     """Import a legacy weapons register (CSV; header in README) as receipts, all rows or none.
     Problems are listed by row and column and nothing is posted."""
-    from pathlib import Path
-
     from . import importer
     from .clock import utcnow
 
     settings = Settings.from_env()
     path = Path(csv_file)
-    with open(path, encoding="utf-8-sig") as handle:
-        rows = max(sum(1 for _ in handle) - 1, 0)
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            rows = max(sum(1 for _ in handle) - 1, 0)
+    except UnicodeDecodeError as undecodable:
+        raise click.ClickException(
+            f"{path.name} is not UTF-8 (byte {undecodable.start}); save the register as UTF-8 CSV"
+        ) from undecodable
+    require_database(settings)
     postgres = settings.database_url.startswith("postgresql")
     # The weapons table grows by the whole register in one transaction: a plan prepared while it
     # was small (a sequential scan) would be reused for every receipt, so prepare nothing.

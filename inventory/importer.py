@@ -41,6 +41,9 @@ HEADER = (
     "document_ref",
     "received_at",
 )
+# Columns a register may leave out of its header altogether (each then defaults as if blank).
+OPTIONAL = ("year_of_manufacture", "country_of_manufacture", "marking_status", "origin")
+REQUIRED = tuple(name for name in HEADER if name not in OPTIONAL)
 LEGACY_PARTY = "LEGACY-REGISTER"
 Progress = Callable[[int], None]
 
@@ -86,10 +89,15 @@ def check(
     register = Register()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        missing = [name for name in HEADER if name not in (reader.fieldnames or [])]
+        missing = [name for name in REQUIRED if name not in (reader.fieldnames or [])]
         if missing:
             register.errors.append(
-                RowError(1, "header", f"missing column(s) {', '.join(missing)}; expected {HEADER}")
+                RowError(
+                    1,
+                    "header",
+                    f"missing column(s) {', '.join(missing)}; required: {', '.join(REQUIRED)} "
+                    f"(optional: {', '.join(OPTIONAL)})",
+                )
             )
             return register
         parsed = _parse_rows(reader, now, register, progress)

@@ -8,11 +8,33 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-INSTANCE_DIR = Path(os.environ.get("INVENTORY_INSTANCE_DIR", Path.cwd() / "instance"))
+# A source checkout (how `make install` and the Docker image install it) keeps its instance folder
+# beside the code; an installed package keeps it in the user's data folder. Never the working
+# directory: a command run from elsewhere must find the same database and signing key.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def default_instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    """INVENTORY_INSTANCE_DIR, else `instance/` in the source checkout, else
+    `$XDG_DATA_HOME/stockpile` (`~/.local/share/stockpile`)."""
+    env = os.environ if env is None else env
+    if env.get("INVENTORY_INSTANCE_DIR"):
+        return Path(env["INVENTORY_INSTANCE_DIR"]).expanduser().absolute()
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "migrations").is_dir():
+        return _CHECKOUT / "instance"
+    data = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "stockpile"
+
+
+INSTANCE_DIR = default_instance_dir()
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
 
 
 def _default_database_url() -> str:
-    return f"sqlite:///{INSTANCE_DIR / 'inventory.sqlite3'}"
+    return sqlite_url(INSTANCE_DIR / "inventory.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -48,11 +70,16 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
-        values: dict[str, object] = {}
-        if "INVENTORY_DATABASE_URL" in env:
+        instance_dir = default_instance_dir(env)
+        values: dict[str, object] = {
+            "instance_dir": instance_dir,
+            "database_url": sqlite_url(instance_dir / "inventory.sqlite3"),
+            "signing_key_path": instance_dir / "audit-signing-key.pem",
+        }
+        if env.get("INVENTORY_DATABASE_URL"):
             values["database_url"] = env["INVENTORY_DATABASE_URL"]
-        if "INVENTORY_SIGNING_KEY" in env:
-            values["signing_key_path"] = Path(env["INVENTORY_SIGNING_KEY"])
+        if env.get("INVENTORY_SIGNING_KEY"):
+            values["signing_key_path"] = Path(env["INVENTORY_SIGNING_KEY"]).expanduser().absolute()
         if "INVENTORY_MAX_REQUEST_BYTES" in env:
             values["max_request_bytes"] = int(env["INVENTORY_MAX_REQUEST_BYTES"])
         if "INVENTORY_APP_ROLE" in env:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from inventory import create_app
 from inventory.db import migrate
+from inventory.services import checkpoints
 from inventory.settings import Settings
 
 PG_URL = os.environ.get("INVENTORY_TEST_DATABASE_URL")
@@ -85,12 +86,14 @@ def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
 
 
 def make_settings(url: str, tmp_path: Path) -> Settings:
-    return Settings(
+    settings = Settings(
         database_url=url,
         instance_dir=tmp_path,
         signing_key_path=tmp_path / "audit-signing-key.pem",
         log_level="WARNING",
     )
+    checkpoints.init_key(settings)  # what `inventory keys init` does before a server's first start
+    return settings
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,9 @@ def test_filters_and_pages_walk_the_log_in_order(api: Api) -> None:
         api.post("/api/v1/depots", json={"code": code, "name": code})
     mine = records(api, limit=1, action="depot.create", actor="test admin")
     seqs = [r["seq"] for r in mine]
-    assert seqs == sorted(set(seqs))
+    assert seqs == sorted(set(seqs), reverse=True)  # newest first unless asked otherwise
+    oldest_first = records(api, limit=2, order="asc", action="depot.create", actor="test admin")
+    assert [r["seq"] for r in oldest_first] == sorted(seqs)
     assert {f"depot:{c}" for c in codes} <= {r["subject"] for r in mine}
     assert all(r["action"] == "depot.create" for r in mine)
     assert records(api, actor=unique("nobody")) == []

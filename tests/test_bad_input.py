@@ -9,6 +9,8 @@ and the field the problem must name."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ from inventory.services import audit_log
 
 from .conftest import Api, unique
 from .ledger_helpers import World, ago, make_world
+from .test_paging import served_spec
 
 PROBLEM = "application/problem+json"
 COUNTED = (Holder, Weapon, Lot, LotHolding, Movement, AuditRecord)
@@ -60,10 +63,74 @@ def lot_receipt(world: World, quantity: Any) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Bad:
     name: str
-    path: str
-    body: Callable[[World], Any]  # JSON-able body, or bytes sent as they are
+    path: str | Callable[[World], str]
+    body: Callable[[World], Any] | None  # JSON-able body, bytes sent as they are, None for GET
     status: int
     field: str | None  # the key the problem's `errors` must carry (None: no field to name)
+    method: str = "POST"
+    query: Callable[[World], dict[str, Any]] | None = None
+    headers: dict[str, str] | None = None
+
+
+def raw(text: str) -> bytes:
+    """A body sent exactly as written (json= would re-encode it)."""
+    return text.encode("utf-8")
+
+
+def cursor_of(value: Any) -> str:
+    """A cursor-shaped forgery: base64url of `value` as JSON, as real cursors are made."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def real_cursor(world: World, path: str, **query: Any) -> str:
+    """The `next` the API gives for the first page of `path`, after making a page's worth."""
+    assert world.receive([unique("CUR"), unique("CUR")], {unique("LOT"): 1, unique("LOT"): 1})
+    page = world.api.get(path, query_string={"limit": 1, **query}).get_json()
+    assert page["next"], page
+    return str(page["next"])
+
+
+def open_stocktake(world: World) -> str:
+    opened = world.api.post("/api/v1/stocktakes", json={"depot": world.depot})
+    assert opened.status_code == 201, opened.get_json()
+    return f"/api/v1/stocktakes/{opened.get_json()['id']}/counts"
+
+
+def counted(world: World, quantity: Any) -> dict[str, Any]:
+    line = {"lot_number": unique("LOT"), "item_type": world.ammo, "quantity": quantity}
+    return {"lines": [line]}
+
+
+def issue(world: World, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "issue",
+        "from": f"depot:{world.depot}",
+        "to": f"unit:{world.unit}",
+        "occurred_at": ago(hours=1),
+        "due_back_at": ago(days=-30),
+        "lines": [{"serial": unique("AK")}],
+        **extra,
+    }
+
+
+def transfer(world: World, **extra: Any) -> dict[str, Any]:
+    return {
+        "from": f"depot:{world.depot}",
+        "to": f"depot:{world.other_depot}",
+        "expected_by": ago(days=-10),
+        "document_ref": unique("TX"),
+        "lines": [{"serial": unique("AK")}],
+        **extra,
+    }
+
+
+def get(name: str, path: str, field: str, query: Callable[[World], dict[str, Any]]) -> Bad:
+    return Bad(name, path, None, 422, field, method="GET", query=query)
+
+
+WORST_OFFSET_LATE = "9999-12-31T23:59:59.999999-14:00"  # year 10000 in UTC
+WORST_OFFSET_EARLY = "0001-01-01T00:00:00+14:00"  # year 0 in UTC
+DEEP = 100_000
 
 
 CATALOGUE = [
@@ -186,6 +253,260 @@ CATALOGUE = [
 ]
 
 
+CATALOGUE += [
+    # Bodies that are not JSON the API reads: 400, before any field is looked at.
+    Bad("nested 100,000 deep", "/api/v1/movements", lambda w: b"[" * DEEP + b"]" * DEEP, 400, None),
+    Bad(
+        "nested 65 deep",
+        "/api/v1/depots",
+        lambda w: raw('{"code":' + "[" * 64 + "]" * 64 + "}"),
+        400,
+        None,
+    ),
+    Bad("NaN", "/api/v1/depots", lambda w: raw('{"code": NaN, "name": "x"}'), 400, None),
+    Bad("Infinity", "/api/v1/movements", lambda w: raw('{"kind": Infinity}'), 400, None),
+    Bad("not UTF-8", "/api/v1/depots", lambda w: b'{"code": "D-\xff", "name": "x"}', 400, None),
+    # Values no field can mean: 422 naming the field.
+    Bad(
+        "5,001-digit quantity",
+        "/api/v1/movements",
+        lambda w: raw(
+            json.dumps(lot_receipt(w, 1)).replace('"quantity": 1', '"quantity": ' + "9" * 5001)
+        ),
+        422,
+        "lines",
+    ),
+    Bad(
+        "41-digit year",
+        "/api/v1/movements",
+        lambda w: raw(
+            json.dumps(receipt(w)).replace(
+                '"item_type"', '"year_of_manufacture": -' + "1" * 41 + ', "item_type"'
+            )
+        ),
+        422,
+        "lines",
+    ),
+    Bad(
+        "year as text",
+        "/api/v1/movements",
+        lambda w: receipt(w, year_of_manufacture="1990"),
+        422,
+        "lines",
+    ),
+    Bad(
+        "year beyond floats",
+        "/api/v1/movements",
+        lambda w: raw(
+            json.dumps(receipt(w)).replace(
+                '"item_type"', '"year_of_manufacture": 1e999, "item_type"'
+            )
+        ),
+        422,
+        "lines",
+    ),
+    Bad(
+        "lone surrogate in a name",
+        "/api/v1/depots",
+        lambda w: {"code": unique("D"), "name": "\ud800"},
+        422,
+        "name",
+    ),
+    Bad(
+        "lone surrogate in a serial",
+        "/api/v1/movements",
+        lambda w: receipt(w, serial="AK\udfff1"),
+        422,
+        "lines",
+    ),
+    Bad(
+        "lone surrogate in a key",
+        "/api/v1/depots",
+        lambda w: {"code": unique("D"), "name": "x", "\ud800": 1},
+        422,
+        "_schema",
+    ),
+    Bad(
+        "NUL in a name",
+        "/api/v1/depots",
+        lambda w: {"code": unique("D"), "name": "North\x00"},
+        422,
+        "name",
+    ),
+    Bad(
+        "NUL in a note",
+        "/api/v1/movements",
+        lambda w: {**receipt(w), "note": "a\x00b"},
+        422,
+        "note",
+    ),
+    Bad(
+        "NUL in a place",
+        "/api/v1/sightings",
+        lambda w: {
+            "serial": unique("AK"),
+            "observed_at": ago(days=1),
+            "place": "\x00",
+            "circumstances": "x",
+        },
+        422,
+        "place",
+    ),
+    Bad(
+        "occurred_at before 1900 in UTC",
+        "/api/v1/movements",
+        lambda w: {**receipt(w), "occurred_at": "1900-01-01T00:00:00+14:00"},
+        422,
+        "occurred_at",
+    ),
+    Bad(
+        "occurred_at in year 1 at +14:00",
+        "/api/v1/movements",
+        lambda w: {**receipt(w), "occurred_at": WORST_OFFSET_EARLY},
+        422,
+        "occurred_at",
+    ),
+    Bad(
+        "due_back_at past 9999 in UTC",
+        "/api/v1/movements",
+        lambda w: issue(w, due_back_at=WORST_OFFSET_LATE),
+        422,
+        "due_back_at",
+    ),
+    Bad(
+        "due_back_at in year 10000",
+        "/api/v1/movements",
+        lambda w: issue(w, due_back_at="10000-01-01T00:00:00Z"),
+        422,
+        "due_back_at",
+    ),
+    Bad(
+        "expected_by past 9999 in UTC",
+        "/api/v1/transfers",
+        lambda w: transfer(w, expected_by=WORST_OFFSET_LATE),
+        422,
+        "expected_by",
+    ),
+    Bad(
+        "observed_at in year 1",
+        "/api/v1/sightings",
+        lambda w: {
+            "serial": unique("AK"),
+            "observed_at": WORST_OFFSET_EARLY,
+            "place": "x",
+            "circumstances": "x",
+        },
+        422,
+        "observed_at",
+    ),
+    Bad("count of 2.9 rounds", open_stocktake, lambda w: counted(w, 2.9), 422, "lines"),
+    Bad('count of "7" rounds', open_stocktake, lambda w: counted(w, "7"), 422, "lines"),
+    Bad("count of 10**30 rounds", open_stocktake, lambda w: counted(w, 10**30), 422, "lines"),
+    Bad(
+        "NUL in an Idempotency-Key",
+        "/api/v1/depots",
+        lambda w: {"code": unique("D"), "name": "x"},
+        422,
+        "Idempotency-Key",
+        headers={"Idempotency-Key": "key\x00"},
+    ),
+    # Query and path: cursors the API did not give out, dates out of range, NUL, blanks.
+    *(
+        get(
+            f"a forged cursor of {value!r}",
+            "/api/v1/weapons",
+            "after",
+            lambda w, v=value: {"after": cursor_of(v)},
+        )
+        for value in ({"a": 1}, [1, 2], None, True, 99999999999999999999999999, "not-a-uuid")
+    ),
+    get("a mangled cursor", "/api/v1/weapons", "after", lambda w: {"after": "%%%not base64%%%"}),
+    get(
+        "a cursor cut short",
+        "/api/v1/weapons",
+        "after",
+        lambda w: {"after": real_cursor(w, "/api/v1/weapons")[:-6]},
+    ),
+    get(
+        "a cursor of another list",
+        "/api/v1/lots",
+        "after",
+        lambda w: {"after": real_cursor(w, "/api/v1/weapons")},
+    ),
+    get(
+        "a cursor of the other order",
+        "/api/v1/movements",
+        "after",
+        lambda w: {"after": real_cursor(w, "/api/v1/movements"), "order": "desc"},
+    ),
+    get(
+        "a number where a UUID was",
+        "/api/v1/weapons",
+        "after",
+        lambda w: {"after": cursor_of(["/api/v1/weapons", "asc", 5])},
+    ),
+    get(
+        "a UUID where a seq was",
+        "/api/v1/audit",
+        "after",
+        lambda w: {
+            "after": cursor_of(["/api/v1/audit", "desc", "8d3f2a5e-6a8b-4a39-9a50-0d1f0e4b7c11"])
+        },
+    ),
+    get(
+        "a seq past 64 bits",
+        "/api/v1/audit",
+        "after",
+        lambda w: {"after": cursor_of(["/api/v1/audit", "desc", 2**70])},
+    ),
+    get(
+        "a composite cursor missing a part",
+        "/api/v1/alerts",
+        "after",
+        lambda w: {"after": cursor_of(["/api/v1/alerts", "desc"])},
+    ),
+    get(
+        "a NUL in a text cursor",
+        "/api/v1/depots",
+        "after",
+        lambda w: {"after": cursor_of(["/api/v1/depots", "asc", "D\x00"])},
+    ),
+    get(
+        "a cursor nested 100,000 deep",
+        "/api/v1/depots",
+        "after",
+        lambda w: {"after": base64.urlsafe_b64encode(b"[" * DEEP + b"]" * DEEP).decode()},
+    ),
+    get("a cursor of 5,000 characters", "/api/v1/depots", "after", lambda w: {"after": "A" * 5000}),
+    get(
+        "since in year 1 at +14:00",
+        "/api/v1/movements",
+        "since",
+        lambda w: {"since": WORST_OFFSET_EARLY},
+    ),
+    get("until past 9999", "/api/v1/movements", "until", lambda w: {"until": WORST_OFFSET_LATE}),
+    get(
+        "as_of past 9999",
+        "/api/v1/holdings",
+        "as_of",
+        lambda w: {"holder": f"depot:{w.depot}", "as_of": WORST_OFFSET_LATE},
+    ),
+    get(
+        "report as_of past 9999",
+        "/api/v1/reports/accountability",
+        "as_of",
+        lambda w: {"as_of": WORST_OFFSET_LATE},
+    ),
+    get("a 5,001-digit limit", "/api/v1/weapons", "limit", lambda w: {"limit": "9" * 5001}),
+    get("limit 0", "/api/v1/weapons", "limit", lambda w: {"limit": 0}),
+    get("an unknown order", "/api/v1/audit", "order", lambda w: {"order": "sideways"}),
+    get("NUL in a filter", "/api/v1/audit", "actor", lambda w: {"actor": "admin\x00"}),
+    get("NUL in a holder filter", "/api/v1/weapons", "holder", lambda w: {"holder": "depot:\x00"}),
+    get("a blank trace serial", "/api/v1/trace", "serial", lambda w: {"serial": ""}),
+    get("NUL in a path", "/api/v1/depots/D%00X", "code", lambda w: {}),
+]
+
+
 def counts(app: Flask) -> dict[str, Any]:
     session = app.extensions["inventory.sessions"]()
     try:
@@ -200,13 +521,18 @@ def counts(app: Flask) -> dict[str, Any]:
 
 @pytest.mark.parametrize("bad", CATALOGUE, ids=lambda bad: bad.name)
 def test_bad_input_is_a_4xx_problem_and_writes_nothing(app: Flask, world: World, bad: Bad) -> None:
-    body = bad.body(world)
+    body = bad.body(world) if bad.body else None
+    path = bad.path if isinstance(bad.path, str) else bad.path(world)
+    query = bad.query(world) if bad.query else None
     before = counts(app)
+    headers = dict(bad.headers or {})
     if isinstance(body, bytes):
-        headers = {"Content-Type": "application/json"}
-        response = world.api.post(bad.path, data=body, headers=headers)
+        headers["Content-Type"] = "application/json"
+        response = world.api.request(bad.method, path, data=body, headers=headers)
     else:
-        response = world.api.post(bad.path, json=body)
+        response = world.api.request(
+            bad.method, path, json=body, query_string=query, headers=headers
+        )
     problem = response.get_json()
     assert response.status_code == bad.status, problem
     assert response.content_type == PROBLEM
@@ -244,3 +570,33 @@ def test_sql_metacharacters_in_serials_are_stored_literally(app: Flask, world: W
     assert found["items"] == []
     before = counts(app)
     assert before["weapons"] >= len(tricks)  # the table is still there
+
+
+def test_a_filter_refuses_blank_exactly_when_its_schema_says_min_length(world: World) -> None:
+    """`?serial=` is refused where the document says minLength 1, and only there: the schema
+    and the service agree on what blank means."""
+    checked = 0
+    for path, operations in served_spec()["paths"].items():
+        parameters = operations.get("get", {}).get("parameters", [])
+        if "{" in path:
+            continue
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if parameter["in"] != "query" or schema.get("type") != "string":
+                continue
+            if "enum" in schema or "format" in schema or parameter["name"] == "after":
+                continue
+            others = {
+                p["name"]: f"depot:{world.depot}" if p["name"] == "holder" else "X"
+                for p in parameters
+                if p.get("required") and p["name"] != parameter["name"]
+            }
+            query = {**others, parameter["name"]: ""}
+            response = world.api.get(path, query_string=query)
+            refused = response.status_code == 422 and parameter["name"] in (
+                response.get_json().get("errors") or {}
+            )
+            says = schema.get("minLength", 0) >= 1
+            assert refused == says, (path, parameter["name"], response.get_json())
+            checked += 1
+    assert checked >= 10

@@ -183,3 +183,29 @@ def test_the_image_carries_what_the_cli_reads_at_run_time() -> None:
     """Migrations and seed scenarios are read from the source tree beside the package."""
     copied = {args.split()[0] for keyword, args in dockerfile() if keyword == "COPY"}
     assert {"inventory", "migrations", "seeds"} <= copied
+
+
+def test_the_image_installs_pinned_versions_that_satisfy_the_project() -> None:
+    """constraints.txt pins every runtime dependency (and the build backend) to one version, and
+    each pin is one pyproject.toml allows: regenerate it with `make install constraints`."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    runs = [args for keyword, args in dockerfile() if keyword == "RUN" and "pip install" in args]
+    assert runs and all("constraints.txt" in args for args in runs), runs
+    pins: dict[str, str] = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"constraints.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(name)] = version.strip()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    for spec in map(Requirement, wanted):
+        names = [spec.name, *(f"{spec.name}-{extra}" for extra in spec.extras)]
+        for name in map(canonicalize_name, names):
+            if name == canonicalize_name(spec.name) or name in pins:
+                assert name in pins, f"{name} is not pinned in constraints.txt"
+                assert spec.specifier.contains(pins[name]), (spec, pins[name])

@@ -8,13 +8,22 @@ Every reply must be free of 5xx, match its documented response schema, and every
 must be an RFC 9457 problem (application/problem+json with type, title, status and detail).
 All failures of a run are collected and reported together, one entry per operation and mode.
 
+A second run sets parameters at their edges, which schema-driven generation rarely reaches:
+`after` cursors forged from every kind of JSON value (right list and order, wrong types, huge and
+nested values, NUL), date-times at years 1, 1899, 1900, 9999 and 10000 with offsets of +-14:00,
+and integers at the limits of 32 and 64 bits and of Python's 4,300-digit int parsing; none may
+answer 5xx.
+
 Bounded by default (`EXAMPLES` per operation, mode and role, derandomized so runs repeat);
 `INVENTORY_SOAK=1` raises the counts. The number of requests sent is printed (`pytest -s`).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -23,6 +32,7 @@ import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -170,5 +180,160 @@ def test_every_operation_survives_fuzzing(
                 failures.append(failure)
     TOTALS[f"{backend}/{role}"] = sent
     print(f"fuzz {backend}/{role}: {sent} requests, total so far {sum(TOTALS.values())}")
+    assert sent > 0
+    assert not failures, "\n\n".join(failures)
+
+
+EDGE_YEARS = ("0001", "1899", "1900", "1970", "9999")
+EDGE_OFFSETS = ("+14:00", "-14:00", "Z", "+00:00", "-00:01", "+23:59")
+EDGE_DATES = st.one_of(
+    st.builds(
+        lambda year, clock, offset: f"{year}-{clock}{offset}",
+        st.sampled_from(EDGE_YEARS),
+        st.sampled_from(("01-01T00:00:00", "12-31T23:59:59.999999", "02-29T12:00:00")),
+        st.sampled_from(EDGE_OFFSETS),
+    ),
+    st.sampled_from(("10000-01-01T00:00:00Z", "9999-12-31T23:59:60Z", "0000-01-01T00:00:00Z")),
+)
+BIG = (2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 10**40, 10**300)
+EDGE_INTS = st.one_of(
+    st.sampled_from((0, -1, 1, *BIG, *(-n for n in BIG))).map(str),
+    st.sampled_from(("9" * 4301, "-" + "9" * 5001, "1e999", "NaN", "0x10", " 7", "7.0")),
+)
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(("", "\x00", "\ud800", "D-1", str(uuid.UUID(int=0)), "2026-01-01T00:00:00Z"))
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def as_cursor(value: object) -> str:
+    text = json.dumps(value)
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+def edge_cursors(path: str) -> st.SearchStrategy[str]:
+    """Cursors shaped like the API's ([path, order, key...]) with edge keys, any JSON, junk."""
+    shaped = st.builds(
+        lambda order, keys: as_cursor([path, order, *keys]),
+        st.sampled_from(("asc", "desc", "sideways", None)),
+        st.lists(JSON_VALUES, max_size=3),
+    )
+    return st.one_of(shaped, JSON_VALUES.map(as_cursor), st.text(max_size=50))
+
+
+def edge_overrides(case: schemathesis.Case) -> st.SearchStrategy[dict[str, dict[str, Any]]]:
+    """For each query parameter and top-level body field of an edgy kind, an edge value."""
+    operation = case.operation
+    query: dict[str, st.SearchStrategy[Any]] = {}
+    for parameter in operation.definition.raw.get("parameters", []):
+        if parameter.get("in") != "query":
+            continue
+        schema, name = parameter.get("schema", {}), parameter["name"]
+        if name == "after":
+            query[name] = edge_cursors(case.formatted_path)
+        elif schema.get("format") == "date-time":
+            query[name] = EDGE_DATES
+        elif schema.get("type") == "integer":
+            query[name] = EDGE_INTS
+    body: dict[str, st.SearchStrategy[Any]] = {}
+    if isinstance(case.body, dict):
+        for name, schema in _body_properties(operation).items():
+            if schema.get("format") == "date-time":
+                body[name] = EDGE_DATES
+            elif schema.get("type") == "integer":
+                body[name] = EDGE_INTS.map(
+                    lambda text: json.loads(text) if text.lstrip("-").isdigit() else text
+                )
+    return st.fixed_dictionaries(
+        {"query": st.fixed_dictionaries(query), "body": st.fixed_dictionaries(body)}
+    )
+
+
+def _body_properties(operation: schemathesis.APIOperation) -> dict[str, Any]:
+    content = operation.definition.raw.get("requestBody", {}).get("content", {})
+    schema = content.get("application/json", {}).get("schema", {})
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = operation.schema.raw_schema["components"]["schemas"][name]
+    properties: dict[str, Any] = schema.get("properties", {})
+    return properties
+
+
+def has_edges(operation: schemathesis.APIOperation) -> bool:
+    parameters = operation.definition.raw.get("parameters", [])
+    edgy = [
+        p
+        for p in parameters
+        if p.get("in") == "query"
+        and (
+            p["name"] == "after"
+            or p.get("schema", {}).get("format") == "date-time"
+            or p.get("schema", {}).get("type") == "integer"
+        )
+    ]
+    fields = _body_properties(operation).values()
+    return bool(edgy) or any(
+        f.get("format") == "date-time" or f.get("type") == "integer" for f in fields
+    )
+
+
+def fuzz_edges(
+    operation: schemathesis.APIOperation, headers: dict[str, str], fixed: dict[str, Any]
+) -> tuple[int, str | None]:
+    """Send generated requests with edge values set; return how many and the first failure."""
+    sent = 0
+
+    @settings(
+        max_examples=EXAMPLES * 5,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        nonlocal sent
+        strategy = operation.as_strategy(generation_mode=GenerationMode.POSITIVE, **fixed)
+        case = data.draw(strategy)
+        edges = data.draw(edge_overrides(case))
+        case.query = {**(case.query or {}), **edges["query"]}
+        if edges["body"]:
+            case.body = {**case.body, **edges["body"]}
+        response = case.call(headers=headers)
+        sent += 1
+        case.validate_response(response, checks=[not_a_server_error, problem_json], headers=headers)
+
+    try:
+        run()
+    except Exception as exc:  # noqa: BLE001 - every failure is collected, then reported together
+        return sent, f"{operation.label} [edges]: {exc}"
+    return sent, None
+
+
+def test_parameters_at_their_edges_never_make_a_5xx(
+    api: Api, schema: schemathesis.BaseSchema, stock: Stock, backend: str, no_dns: None
+) -> None:
+    headers = {"Authorization": f"Bearer {api.token}"}
+    failures: list[str] = []
+    sent = 0
+    for result in schema.get_all_operations():
+        operation = result.ok() if isinstance(result, Ok) else _raise(result.err())
+        if not has_edges(operation) or operation.label.startswith("DELETE"):
+            continue
+        known = stock.known.get(operation.label)
+        count, failure = fuzz_edges(operation, headers, {"path_parameters": known} if known else {})
+        sent += count
+        if failure:
+            failures.append(failure)
+    print(f"fuzz edges {backend}: {sent} requests")
     assert sent > 0
     assert not failures, "\n\n".join(failures)

@@ -131,6 +131,22 @@ def test_a_missing_column_is_reported_on_the_header_row(
     assert "item_type" in error.message
 
 
+def test_the_optional_columns_may_be_left_out_of_the_header(
+    api: Api, app: Flask, session: Session, tmp_path: Path
+) -> None:
+    world = make_world(api)
+    serial = unique("S")
+    path = tmp_path / "register.csv"
+    path.write_text(
+        "serial,manufacturer,item_type,depot,document_ref,received_at\n"
+        f"{serial},{world.maker},{world.rifle},{world.depot},REG-9,1999-03-14\n",
+        encoding="utf-8",
+    )
+    assert run_import(session, app, path).rows == 1
+    weapon = world.weapon(serial)
+    assert weapon["marking_status"] == "intact" and weapon["year_of_manufacture"] is None
+
+
 def test_naive_and_future_times_are_refused() -> None:
     with pytest.raises(ValueError, match="no UTC offset"):
         importer.received_at("1999-03-14T10:00:00")

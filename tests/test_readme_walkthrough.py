@@ -1,6 +1,7 @@
 """The README's walkthrough runs as written: every fenced block containing `curl` (except those
 marked `sh illustrative`) runs, in order, in one shell against a live `inventory serve` on a
-fresh, seeded SQLite database. A block fails on a non-zero exit (its curls use
+fresh, seeded SQLite database, twice over (re-running the walkthrough must be safe), with no
+settings a newcomer would not have. A block fails on a non-zero exit (its curls use
 --fail-with-body)."""
 
 from __future__ import annotations
@@ -32,6 +33,33 @@ def walkthrough_blocks(readme: str) -> list[str]:
     ]
 
 
+DETAIL = re.compile(r'"detail": "([^"]*)"')
+
+
+def expected_details(readme: str) -> dict[int, str]:
+    """For runnable block i, the `detail` of the answer the README shows right after it (a
+    `json illustrative` block), when it shows one: the walkthrough must answer just that."""
+    fences = FENCE.findall(readme)
+    expected: dict[int, str] = {}
+    number = 0
+    for index, (info, body) in enumerate(fences):
+        if "curl" not in body or "illustrative" in info.split():
+            continue
+        number += 1
+        following = fences[index + 1] if index + 1 < len(fences) else ("", "")
+        if following[0].split()[:2] == ["json", "illustrative"]:
+            if found := DETAIL.search(following[1]):
+                expected[number] = found.group(1)
+    return expected
+
+
+def test_the_readme_carries_its_own_docs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "../shared" not in readme and "shared/" not in readme
+    for page in ("docs/design.md", "docs/operations.md"):
+        assert f"]({page})" in readme and (ROOT / page).is_file(), page
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -59,25 +87,29 @@ def test_the_parser_finds_blocks_and_skips_illustrative_ones() -> None:
     assert walkthrough_blocks(readme) == ["curl -s a\n"]
 
 
+def newcomer_environment(instance: Path) -> dict[str, str]:
+    """What a newcomer's shell has: no INVENTORY_* settings at all, except the instance folder
+    (so that the test does not use the checkout's own `instance/`)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("INVENTORY_")}
+    return {**env, "INVENTORY_INSTANCE_DIR": str(instance)}
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
-def test_every_readme_curl_block_runs_against_a_live_server(tmp_path: Path) -> None:
-    blocks = walkthrough_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+def test_every_readme_curl_block_runs_against_a_live_server_twice(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = walkthrough_blocks(readme)
     assert len(blocks) >= 5, "the README walkthrough lost its curl blocks"
+    details = expected_details(readme)
+    assert details, "the README shows no expected refusal (the webhook step shows one)"
     port = free_port()
-    env = {
-        **os.environ,
-        "INVENTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'inventory.sqlite3'}",
-        "INVENTORY_INSTANCE_DIR": str(tmp_path),
-        "INVENTORY_SIGNING_KEY": str(tmp_path / "audit-signing-key.pem"),
-        "INVENTORY_LOG_LEVEL": "WARNING",
-        # The walkthrough's webhook host need not resolve here (tests run offline).
-        "INVENTORY_WEBHOOK_ALLOW_PRIVATE": "1",
-    }
-    for command in (["db", "upgrade"], ["demo", "prepare"]):
+    instance = tmp_path / "instance"
+    env = newcomer_environment(instance)
+    # What `make run` runs before it serves.
+    for command in (["db", "upgrade"], ["keys", "init"], ["demo", "prepare"]):
         subprocess.run(
             [BIN / "inventory", *command], env=env, cwd=tmp_path, check=True, capture_output=True
         )
-    tokens = json.loads((tmp_path / "demo-tokens.json").read_text())
+    tokens = json.loads((instance / "demo-tokens.json").read_text())
     server = subprocess.Popen(
         [BIN / "inventory", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=env,
@@ -93,7 +125,8 @@ def test_every_readme_curl_block_runs_against_a_live_server(tmp_path: Path) -> N
             "API": f"{base}/api/v1",
             **{role.upper(): secret for role, secret in tokens.items()},
         }
-        for number, block in enumerate(blocks, start=1):
+        runs = [(run, number, block) for run in (1, 2) for number, block in enumerate(blocks, 1)]
+        for run, number, block in runs:
             done = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", block],
                 env=shell_env,
@@ -103,9 +136,11 @@ def test_every_readme_curl_block_runs_against_a_live_server(tmp_path: Path) -> N
                 timeout=60,
             )
             assert done.returncode == 0, (
-                f"README curl block {number} failed ({done.returncode}):\n{block}\n"
+                f"README curl block {number} failed on run {run} ({done.returncode}):\n{block}\n"
                 f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
             )
+            if number in details:
+                assert details[number] in done.stdout, (number, details[number], done.stdout)
     finally:
         server.terminate()
         try:

@@ -249,12 +249,16 @@ def test_the_alert_feed_pages_by_cursor(api: Api) -> None:
     world = make_world(api)
     serials = [unique("SN"), unique("SN")]
     assert world.receive(serials).status_code == 201
-    monitor = api.token_for("monitor")
-    start = api.get("/api/v1/alerts", query_string={"limit": 1000}, token=monitor).get_json()
+    monitor = api.token_for("monitor")  # following the feed: oldest first
+    start = api.get(
+        "/api/v1/alerts", query_string={"order": "asc", "limit": 1000}, token=monitor
+    ).get_json()
     cursor = start["next"]
     while True:  # catch up with everything earlier tests published
         page = api.get(
-            "/api/v1/alerts", query_string={"after": cursor, "limit": 1000}, token=monitor
+            "/api/v1/alerts",
+            query_string={"order": "asc", "after": cursor, "limit": 1000},
+            token=monitor,
         ).get_json()
         if not page["items"]:
             break
@@ -262,10 +266,12 @@ def test_the_alert_feed_pages_by_cursor(api: Api) -> None:
     for serial in serials:
         lose(world, serial)
     first = api.get(
-        "/api/v1/alerts", query_string={"after": cursor, "limit": 1}, token=monitor
+        "/api/v1/alerts", query_string={"order": "asc", "after": cursor, "limit": 1}, token=monitor
     ).get_json()
     second = api.get(
-        "/api/v1/alerts", query_string={"after": first["next"], "limit": 5}, token=monitor
+        "/api/v1/alerts",
+        query_string={"order": "asc", "after": first["next"], "limit": 5},
+        token=monitor,
     ).get_json()
     events = first["items"] + second["items"]
     assert [e["type"] for e in events] == ["discrepancy.opened"] * 2
@@ -273,7 +279,7 @@ def test_the_alert_feed_pages_by_cursor(api: Api) -> None:
     assert {e["data"]["depot"] for e in events} == {world.depot}
     assert second["next"] and set(events[0]) == {"id", "type", "timestamp", "data"}
     after_all = api.get(
-        "/api/v1/alerts", query_string={"after": second["next"]}, token=monitor
+        "/api/v1/alerts", query_string={"order": "asc", "after": second["next"]}, token=monitor
     ).get_json()
     assert after_all == {"items": [], "next": second["next"]}
     clerk = api.token_for("clerk", [world.depot])

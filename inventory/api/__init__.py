@@ -15,6 +15,7 @@ from . import (
     context,
     discrepancies,
     health,
+    input_limits,
     movements,
     problems,
     reference,
@@ -65,6 +66,7 @@ def init_app(app: Flask) -> None:
     )
     context.init_app(app)
     auth.init_app(app)
+    input_limits.init_app(app)
     app.register_blueprint(health.blp)
 
     @app.get(DOCS_ASSETS + "<path:filename>", endpoint="docs_assets.static")

@@ -12,11 +12,10 @@ from sqlalchemy import select
 from ..db.models import OutboxEvent
 from ..domain.actors import Role
 from ..services import delivery
-from ..services.errors import Invalid
 from ..services.subscriptions import EVENT_TYPES
 from .auth import allow
 from .context import db_session
-from .pagination import PageArgs, decode_cursor, encode_cursor, page_of
+from .pagination import DescendingPageArgs, after_condition, decode_cursor, encode_cursor, page_of
 
 blp = Blueprint(
     "alerts",
@@ -33,7 +32,7 @@ class AlertSchema(Schema):
     data = fields.Dict()
 
 
-class AlertFilterSchema(PageArgs):
+class AlertFilterSchema(DescendingPageArgs):
     type = fields.String(validate=validate.OneOf(EVENT_TYPES))
 
 
@@ -43,20 +42,25 @@ class Alerts(MethodView):
     @blp.arguments(AlertFilterSchema, location="query")
     @blp.response(200, page_of(AlertSchema))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Events, oldest first. Unlike other lists, `next` is set on the last page too (null only
-        while there is nothing at all): keep it and ask again with ?after= for what came since;
-        fewer items than `limit` means you are up to date."""
+        """Events, newest first: what happened lately. To follow the feed, read it with
+        `order=asc`: then `next` is set on the last page too (null only while there is nothing
+        at all); keep it and ask again with ?after= for what came since; fewer items than
+        `limit` means you are up to date. Newest first, `next` is null on the last page."""
+        order, keys = args["order"], [OutboxEvent.seq]
         stmt = select(OutboxEvent)
         if "type" in args:
             stmt = stmt.where(OutboxEvent.type == args.pop("type"))
-        after = decode_cursor(args["after"]) if args.get("after") else None
+        after = decode_cursor(keys, args["after"], order) if args.get("after") else None
         if after is not None:
-            if not isinstance(after, int) or isinstance(after, bool):
-                raise Invalid("not a cursor this API gave out", field="after")
-            stmt = stmt.where(OutboxEvent.seq > after)
-        events = list(db_session().scalars(stmt.order_by(OutboxEvent.seq).limit(args["limit"])))
-        last = events[-1].seq if events else after
+            stmt = stmt.where(after_condition(keys, after, order))
+        seq = OutboxEvent.seq.asc() if order == "asc" else OutboxEvent.seq.desc()
+        events = list(db_session().scalars(stmt.order_by(seq).limit(args["limit"] + 1)))
+        more, events = len(events) > args["limit"], events[: args["limit"]]
+        if order == "asc":  # a feed: where to ask again, even when up to date
+            last = [events[-1].seq] if events else after
+        else:
+            last = [events[-1].seq] if events and more else None
         return {
             "items": [delivery.alert(event) for event in events],
-            "next": encode_cursor(last) if last is not None else None,
+            "next": encode_cursor(keys, last, order) if last is not None else None,
         }

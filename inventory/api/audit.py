@@ -18,7 +18,7 @@ from ..domain.audit_chain import CHECKPOINT_FORMAT, decode
 from ..services import checkpoints
 from .auth import ALL_ROLES, allow
 from .context import db_session, settings, write
-from .pagination import PageArgs, keyset_page, page_of
+from .pagination import DescendingPageArgs, PageArgs, keyset_page, page_of
 
 blp = Blueprint(
     "audit", __name__, url_prefix="/api/v1/audit", description="The tamper-evident audit log"
@@ -26,7 +26,7 @@ blp = Blueprint(
 MESSAGE_FORMAT = f"{CHECKPOINT_FORMAT}\\n<seq>\\n<hash>\\n<at>\\n"
 
 
-class AuditQuery(PageArgs):
+class AuditQuery(DescendingPageArgs):
     actor = fields.String(metadata={"description": "only records by this token holder"})
     action = fields.String(metadata={"description": "e.g. depot.create, audit.checkpoint"})
     subject = fields.String(metadata={"description": "e.g. depot:D-NORTH"})
@@ -111,7 +111,8 @@ class AuditRecords(MethodView):
     @blp.arguments(AuditQuery, location="query")
     @blp.response(200, page_of(AuditRecordSchema))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Read the audit log, oldest first, optionally by actor, action or subject"""
+        """Read the audit log, newest first (`order=asc` for oldest first), optionally by
+        actor, action or subject"""
         stmt = select(AuditRecord)
         for name in ("actor", "action", "subject"):
             if name in args:

@@ -3,8 +3,6 @@ through its lifecycle (note, investigate, resolve)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -21,10 +19,11 @@ from ..db.models.oversight import DISCREPANCY_STATUSES, SEVERITIES
 from ..domain.actors import Role
 from ..domain.discrepancies import TRANSITIONS, DiscrepancyKind
 from ..services import audit_log, discrepancies, sweep
+from ..services.csv_export import CSV_SAFETY, CsvWriter
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session, write
-from .pagination import PageArgs, keyset_page, page_of
+from .pagination import AscendingPageArgs, keyset_page, page_of
 
 blp = Blueprint(
     "discrepancies",
@@ -91,7 +90,7 @@ class DiscrepancyDetailSchema(DiscrepancySchema):
     events = fields.List(fields.Nested(EventSchema))
 
 
-class DiscrepancyFilterSchema(PageArgs):
+class DiscrepancyFilterSchema(AscendingPageArgs):
     status = fields.String(validate=validate.OneOf(DISCREPANCY_STATUSES))
     kind = fields.String(validate=validate.OneOf([str(k) for k in DiscrepancyKind]))
     depot = fields.String(metadata={"description": "depot code"})
@@ -99,7 +98,10 @@ class DiscrepancyFilterSchema(PageArgs):
     format = fields.String(
         load_default="json",
         validate=validate.OneOf(("json", "csv")),
-        metadata={"description": "csv: every match as one text/csv download (no paging)"},
+        metadata={
+            "description": "csv: every match as one text/csv download (no paging); a cell of "
+            + CSV_SAFETY
+        },
     )
 
 
@@ -115,24 +117,17 @@ def with_events(session: Session, discrepancy: Discrepancy) -> SimpleNamespace:
     return SimpleNamespace(**values, events=discrepancies.events_of(session, discrepancy))
 
 
-def csv_rows(session: Session, stmt: Any) -> Iterator[str]:
-    """The header, then one line per discrepancy; plain values only (no JSON in cells)."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    out.writerow(CSV_COLUMNS)
-    yield flush()
+def csv_rows(session: Session, stmt: Any, order: str = "asc") -> Iterator[str]:
+    """The header, then one line per discrepancy; plain values only (no JSON in cells), through
+    the one CSV writer, so no cell is a formula."""
+    out = CsvWriter()
+    yield out.row(CSV_COLUMNS)
+    seq = Discrepancy.seq.asc() if order == "asc" else Discrepancy.seq.desc()
     try:
-        rows = session.scalars(stmt.order_by(Discrepancy.seq).execution_options(yield_per=1000))
+        rows = session.scalars(stmt.order_by(seq).execution_options(yield_per=1000))
         for discrepancy in rows:
             subject = discrepancies.subject_of(discrepancy)
-            out.writerow(
+            yield out.row(
                 [
                     discrepancy.id,
                     discrepancy.kind,
@@ -146,7 +141,6 @@ def csv_rows(session: Session, stmt: Any) -> Iterator[str]:
                     discrepancy.summary,
                 ]
             )
-            yield flush()
     finally:
         # The body streams after the request's teardown closed the session: close it again.
         session.close()
@@ -158,13 +152,14 @@ class Discrepancies(MethodView):
     @blp.arguments(DiscrepancyFilterSchema, location="query")
     @blp.response(200, page_of(DiscrepancySchema))
     def get(self, args: dict[str, Any]) -> Any:
-        """List discrepancies, oldest first (clerks: their depots); `format=csv` to download"""
+        """List discrepancies, oldest first (`order=desc` for newest first; clerks: their
+        depots); `format=csv` to download"""
         filters = {k: args.pop(k) for k in ("status", "kind", "depot", "severity") if k in args}
         session = db_session()
         stmt = discrepancies.discrepancies_query(session, current_actor(), **filters)
         if args.pop("format") == "csv":
             return Response(
-                stream_with_context(csv_rows(session, stmt)),
+                stream_with_context(csv_rows(session, stmt, args["order"])),
                 mimetype="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="discrepancies.csv"'},
             )

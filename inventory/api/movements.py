@@ -26,8 +26,8 @@ from ..services.lines import (
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session, write
-from .fields import Marking
-from .pagination import PageArgs, keyset_page, page_of
+from .fields import Marking, Timestamp
+from .pagination import AscendingPageArgs, keyset_page, page_of
 
 blp = Blueprint(
     "movements",
@@ -48,7 +48,7 @@ class WeaponRegistrationSchema(Schema):
     item_type = fields.String(required=True)
     marking_status = fields.String(load_default="intact", validate=validate.OneOf(MARKING_STATUSES))
     origin = fields.String(validate=validate.OneOf(ORIGINS))
-    year_of_manufacture = fields.Integer(validate=YEAR)
+    year_of_manufacture = fields.Integer(strict=True, validate=YEAR)
     country_of_manufacture = fields.String(validate=validate.Length(max=64))
     import_marks = fields.String(validate=validate.Length(max=200))
 
@@ -66,7 +66,7 @@ class LotRegistrationSchema(Schema):
     lot_number = Marking(required=True)
     item_type = fields.String(required=True)
     manufacturer = Marking()
-    year_of_manufacture = fields.Integer(validate=YEAR)
+    year_of_manufacture = fields.Integer(strict=True, validate=YEAR)
 
 
 class LineSchema(Schema):
@@ -144,9 +144,9 @@ class MovementInSchema(Schema):
     to = fields.String(
         metadata={"description": "holder; implied for loss, expenditure, destruction"}
     )
-    occurred_at = fields.AwareDateTime(required=True)
+    occurred_at = Timestamp(required=True)
     document_ref = fields.String(validate=TEXT)
-    due_back_at = fields.AwareDateTime()
+    due_back_at = Timestamp()
     case_ref = fields.String(validate=TEXT)
     reason = fields.String(validate=validate.Length(min=1, max=500))
     certificate_ref = fields.String(validate=TEXT)
@@ -210,11 +210,11 @@ class MovementSummarySchema(Schema):
     late_entry = fields.Boolean()
 
 
-class MovementFilterSchema(PageArgs):
+class MovementFilterSchema(AscendingPageArgs):
     holder = fields.String()
     kind = fields.String(validate=validate.OneOf([str(k) for k in Kind]))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
+    since = Timestamp()
+    until = Timestamp()
 
 
 _HEADER = MovementOutSchema(exclude=("lines",))
@@ -254,7 +254,8 @@ class Movements(MethodView):
     @blp.arguments(MovementFilterSchema, location="query")
     @blp.response(200, page_of(MovementSummarySchema))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """List movements, oldest first; clerks see those touching their depots"""
+        """List movements in the order they were recorded, oldest first (`order=desc` for
+        newest first); clerks see those touching their depots"""
         filters = {k: args.pop(k) for k in ("holder", "kind", "since", "until") if k in args}
         stmt = custody.movements_query(db_session(), current_actor(), **filters)
         return keyset_page(db_session(), stmt, Movement.seq, args)

@@ -12,8 +12,11 @@ from marshmallow import Schema, fields, validate
 
 from ..domain.actors import Role
 from ..services import reports
+from ..services.csv_export import CSV_SAFETY
+from ..services.errors import Invalid
 from .auth import allow, current_actor
 from .context import db_session, settings
+from .fields import Timestamp
 
 blp = Blueprint(
     "reports", __name__, url_prefix="/api/v1/reports", description="Accountability reports"
@@ -25,8 +28,19 @@ class ReportArgs(Schema):
         fields.String(),
         metadata={"description": "depot code; repeat for several (default: all you may read)"},
     )
-    as_of = fields.AwareDateTime(metadata={"description": "the books at that time; default now"})
-    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+    as_of = Timestamp(metadata={"description": "the books at that time; default now"})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(("json", "csv")),
+        metadata={"description": "csv: one row per depot; a cell of " + CSV_SAFETY},
+    )
+    dictionary = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "with format=csv: the CSV's data dictionary (column,definition) "
+            "instead of the report"
+        },
+    )
 
 
 class AmmunitionTallySchema(Schema):
@@ -49,7 +63,10 @@ class TotalsSchema(Schema):
     )
     open_discrepancies = fields.Dict(keys=fields.String(), values=fields.Integer())
     accountability_rate = fields.Float(
-        metadata={"description": "1 - weapons unaccounted / weapons on books"}
+        metadata={"description": "weapons: 1 - weapons unaccounted / weapons on books"}
+    )
+    rounds_accountability_rate = fields.Float(
+        metadata={"description": "rounds: 1 - rounds unaccounted / rounds on books"}
     )
 
 
@@ -71,7 +88,20 @@ class Accountability(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Per depot and in total: weapons and rounds on the books, in store, issued, in transit,
         lost and unaccounted for, open discrepancies by kind, and the accountability rate.
-        Clerks see their depots. `format=csv`: one row per depot"""
+        Clerks see their depots. `format=csv`: one row per depot; `format=csv&dictionary=1`:
+        the definition of every CSV column"""
+        if args["dictionary"]:
+            if args["format"] != "csv":
+                raise Invalid(
+                    "dictionary=1 describes the CSV's columns; add format=csv", field="dictionary"
+                )
+            return Response(
+                reports.dictionary_csv(),
+                mimetype="text/csv",
+                headers={
+                    "Content-Disposition": 'attachment; filename="accountability-columns.csv"'
+                },
+            )
         report = reports.accountability(
             db_session(), current_actor(), settings(), args.get("depot"), args.get("as_of")
         )

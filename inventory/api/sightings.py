@@ -17,7 +17,7 @@ from ..services.sightings import Sighting, SightingReport
 from ..services.unit_of_work import UnitOfWork
 from .auth import allow, current_actor
 from .context import db_session, write
-from .fields import Marking
+from .fields import Marking, Timestamp
 from .stock import CustodyStepSchema, WeaponSchema
 
 blp = Blueprint(
@@ -32,7 +32,7 @@ class SightingInSchema(Schema):
     serial = Marking(required=True)
     manufacturer = Marking()
     item_type = fields.String(validate=validate.Length(min=1, max=64))
-    observed_at = fields.AwareDateTime(required=True)
+    observed_at = Timestamp(required=True)
     place = fields.String(required=True, validate=validate.Length(min=1, max=500))
     circumstances = fields.String(
         required=True,
@@ -95,7 +95,12 @@ class AccountableHolderSchema(Schema):
     depot = fields.String(
         allow_none=True, metadata={"description": "the depot answering for it (a unit's issuer)"}
     )
-    since = fields.AwareDateTime()
+    since = fields.AwareDateTime(
+        metadata={"description": "when the movement that put it there happened (occurred_at)"}
+    )
+    recorded_at = fields.AwareDateTime(
+        metadata={"description": "when that movement was posted to the books"}
+    )
     movement_id = fields.UUID()
 
 

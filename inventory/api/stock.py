@@ -14,8 +14,8 @@ from ..domain.movements import STATUS_BY_HOLDER_KIND, status_of
 from ..services import custody
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session
-from .fields import Marking
-from .pagination import PageArgs, keyset_page, page_of
+from .fields import Marking, Timestamp
+from .pagination import AscendingPageArgs, PageArgs, keyset_page, page_of
 
 blp = Blueprint("stock", __name__, url_prefix="/api/v1", description="Weapons, lots, holdings")
 
@@ -51,10 +51,6 @@ class CustodyStepSchema(Schema):
     actor = fields.String()
     document_ref = fields.String(allow_none=True)
     quantity = fields.Integer()
-
-
-class HistorySchema(Schema):
-    items = fields.List(fields.Nested(CustodyStepSchema))
 
 
 class LotBalanceSchema(Schema):
@@ -93,8 +89,15 @@ class HoldingsSchema(Schema):
 
 
 class HoldingsArgs(Schema):
-    holder = fields.String(required=True, metadata={"description": "kind:code"})
-    as_of = fields.AwareDateTime(metadata={"description": "the books at that time; default now"})
+    holder = fields.String(
+        required=True, validate=validate.Length(min=1), metadata={"description": "kind:code"}
+    )
+    as_of = Timestamp(metadata={"description": "the books at that time; default now"})
+
+
+def history_page(history: Any, args: dict[str, Any]) -> dict[str, Any]:
+    page = keyset_page(db_session(), history, custody.HISTORY_KEY, args, rows=True)
+    return {**page, "items": custody.steps(page["items"])}
 
 
 @blp.route("/weapons")
@@ -123,10 +126,12 @@ class WeaponById(MethodView):
 @blp.route("/weapons/<uuid:weapon_id>/history")
 class WeaponHistory(MethodView):
     @allow(*ALL_ROLES)
-    @blp.response(200, HistorySchema)
-    def get(self, weapon_id: uuid.UUID) -> dict[str, Any]:
-        """The weapon's chain of custody, oldest first"""
-        return {"items": custody.weapon_history(db_session(), current_actor(), weapon_id)}
+    @blp.arguments(AscendingPageArgs, location="query")
+    @blp.response(200, page_of(CustodyStepSchema))
+    def get(self, args: dict[str, Any], weapon_id: uuid.UUID) -> dict[str, Any]:
+        """The weapon's chain of custody, oldest first (`order=desc` for newest first)"""
+        history = custody.weapon_history(db_session(), current_actor(), weapon_id)
+        return history_page(history, args)
 
 
 @blp.route("/lots")
@@ -160,10 +165,11 @@ class LotById(MethodView):
 @blp.route("/lots/<uuid:lot_id>/history")
 class LotHistory(MethodView):
     @allow(*ALL_ROLES)
-    @blp.response(200, HistorySchema)
-    def get(self, lot_id: uuid.UUID) -> dict[str, Any]:
-        """Every movement of the lot, oldest first"""
-        return {"items": custody.lot_history(db_session(), current_actor(), lot_id)}
+    @blp.arguments(AscendingPageArgs, location="query")
+    @blp.response(200, page_of(CustodyStepSchema))
+    def get(self, args: dict[str, Any], lot_id: uuid.UUID) -> dict[str, Any]:
+        """Every movement of the lot, oldest first (`order=desc` for newest first)"""
+        return history_page(custody.lot_history(db_session(), current_actor(), lot_id), args)
 
 
 @blp.route("/holdings")

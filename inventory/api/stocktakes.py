@@ -52,7 +52,8 @@ class CountLineSchema(Schema):
     item_type = fields.String(validate=validate.Length(min=1, max=64))
     lot_id = fields.UUID()
     lot_number = Marking()
-    quantity = fields.Integer(validate=validate.Range(min=0, max=1_000_000_000))
+    # strict, as in movements: 2.9 or "7" rounds is an error, never silently 2 or 7
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=0, max=1_000_000_000))
 
     @validates_schema
     def one_form(self, data: dict[str, Any], **_: Any) -> None:

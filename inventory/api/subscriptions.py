@@ -10,12 +10,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
-from ..db.models import Subscription
+from ..db.models import Delivery, Subscription
 from ..db.models.oversight import SEVERITIES
 from ..domain.actors import Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..services import subscriptions
-from ..services.errors import Invalid
 from ..services.subscriptions import EVENT_TYPES, IssuedSubscription
 from .auth import allow, current_actor
 from .context import db_session, write
@@ -155,10 +154,9 @@ class Deliveries(MethodView):
     @blp.response(200, page_of(DeliverySchema))
     def get(self, args: dict[str, Any], subscription_id: uuid.UUID) -> dict[str, Any]:
         """Deliveries to this subscription, oldest first, each with every attempt made"""
-        after = decode_cursor(args["after"]) if args.get("after") else None
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
-            raise Invalid("not a cursor this API gave out", field="after")
+        keys = [Delivery.id]
+        after = decode_cursor(keys, args["after"])[0] if args.get("after") else None
         items, last = subscriptions.deliveries_page(
             db_session(), current_actor(), subscription_id, after, args["limit"]
         )
-        return {"items": items, "next": encode_cursor(last) if last is not None else None}
+        return {"items": items, "next": encode_cursor(keys, [last]) if last is not None else None}

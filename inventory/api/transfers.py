@@ -20,6 +20,7 @@ from ..services.transfers import TransferOrder, TransferView
 from ..services.unit_of_work import UnitOfWork
 from .auth import ALL_ROLES, allow, current_actor
 from .context import db_session, write
+from .fields import Timestamp
 from .movements import MAX_LINES, TEXT, LineOutSchema, LineSchema
 from .pagination import PageArgs, keyset_page, page_of
 
@@ -38,7 +39,7 @@ class TransferInSchema(Schema):
         data_key="from", required=True, metadata={"description": "the origin, depot:CODE"}
     )
     to = fields.String(required=True, metadata={"description": "depot:CODE or party:CODE"})
-    expected_by = fields.AwareDateTime(required=True)
+    expected_by = Timestamp(required=True)
     document_ref = fields.String(required=True, validate=TEXT)
     end_user_ref = fields.String(
         validate=TEXT, metadata={"description": "required when `to` is a party"}
@@ -57,7 +58,7 @@ class TransferInSchema(Schema):
 
 
 class ReceiptInSchema(Schema):
-    received_at = fields.AwareDateTime(required=True)
+    received_at = Timestamp(required=True)
     lines = fields.List(
         fields.Nested(LineSchema),
         load_default=list,

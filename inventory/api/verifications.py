@@ -18,7 +18,7 @@ from ..services.lines import WeaponRef
 from ..services.verifications import CheckResult, VerificationView
 from .auth import allow
 from .context import db_session, write
-from .fields import Marking
+from .fields import Marking, Timestamp
 from .movements import MAX_LINES
 from .pagination import PageArgs, keyset_page, page_of
 
@@ -49,7 +49,7 @@ class WeaponRefSchema(Schema):
 
 
 class CheckResultInSchema(Schema):
-    checked_at = fields.AwareDateTime(required=True)
+    checked_at = Timestamp(required=True)
     seen = fields.List(
         fields.Nested(WeaponRefSchema), load_default=list, validate=validate.Length(max=MAX_LINES)
     )

@@ -2,8 +2,10 @@
 that monitors outside the database's owner can later prove the log still extends it.
 
 The signing key lives in a PEM file (Settings.signing_key_path, env INVENTORY_SIGNING_KEY), made
-with mode 600 on first use; it is never stored in the database. A key's id is the first 16 hex
-digits of SHA-256 of its raw 32-byte public key. The signed bytes are
+with mode 600 only by `inventory keys init` (`init_key`), never as a side effect of signing; it is
+never stored in the database. Signing with a key other than the one the latest checkpoint names is
+refused unless the caller says it is a rotation, which the checkpoint's audit record then tells.
+A key's id is the first 16 hex digits of SHA-256 of its raw 32-byte public key. The signed bytes are
 `audit_chain.checkpoint_message`; signatures are standard base64 of the 64 raw bytes.
 """
 
@@ -31,7 +33,7 @@ from ..db.models import AuditCheckpoint, AuditRecord
 from ..domain.audit_chain import GENESIS_HASH, Pin, Verdict, checkpoint_message, decode
 from ..settings import Settings
 from . import audit_log
-from .errors import Conflict, Invalid
+from .errors import Conflict, Invalid, ServiceError
 from .unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -94,17 +96,39 @@ def key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+class SigningKeyUnusable(ServiceError):
+    """The server cannot sign: its key is missing (it is made once, explicitly, by `inventory keys
+    init`) or unreadable."""
+
+    status, title, type_slug = 503, "No usable signing key", "no-signing-key"
+
+
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
-    """The server's signing key, read from its PEM file, or made there (mode 600) if missing."""
+    """The server's signing key, read from its PEM file; SigningKeyUnusable if there is none or
+    it cannot be read."""
+    path = settings.signing_key_path
     try:
-        return _load(settings.signing_key_path)
+        return _load(path)
     except FileNotFoundError:
-        return _generate(settings.signing_key_path)
+        raise SigningKeyUnusable(
+            f"there is no audit signing key at {path}; make one with `inventory keys init` "
+            "(or point INVENTORY_SIGNING_KEY at the existing one)"
+        ) from None
+    except (OSError, ValueError) as error:
+        raise SigningKeyUnusable(f"cannot use the audit signing key at {path}: {error}") from error
 
 
 def public_key(settings: Settings) -> Ed25519PublicKey:
-    """The public half of the signing key (making the key on first use)."""
+    """The public half of the signing key (NoSigningKey if there is none)."""
     return signing_key(settings).public_key()
+
+
+def init_key(settings: Settings) -> tuple[Ed25519PublicKey, bool]:
+    """Make the signing key at Settings.signing_key_path (mode 600) unless one is there; return
+    its public half and whether it was made now. Never replaces a key."""
+    if settings.signing_key_path.exists():
+        return signing_key(settings).public_key(), False
+    return _generate(settings.signing_key_path).public_key(), True
 
 
 def _existing_public_key(settings: Settings) -> Ed25519PublicKey | None:
@@ -203,28 +227,33 @@ def verify(
     *,
     progress: Callable[[int], None] | None = None,
     kept: Checkpoint | None = None,
+    kept_key: Ed25519PublicKey | None = None,
 ) -> Verdict:
     """Walk the whole audit log at one moment and hold it to every stored checkpoint and to `kept`
-    (one a monitor kept, whose signature must verify with this server's key). Ends the session's
-    transaction first."""
+    (one a monitor kept, whose signature must verify with `kept_key`, by default this server's
+    key: a checkpoint from before a key rotation needs the key it was signed with). Ends the
+    session's transaction first."""
     audit_log.read_snapshot(session)
     public = _existing_public_key(settings)
     # The checkpoint table and the log's own checkpoint records: a forger must undo both.
     known = set(stored(session)) | set(recorded(session))
     pins = [_pin(checkpoint, public) for checkpoint in sorted(known, key=lambda c: c.seq)]
     if kept is not None:
-        pins.append(Pin(kept.seq, kept.hash, kept.label(), signature_problem(kept, public)))
+        problem = signature_problem(kept, kept_key or public)
+        pins.append(Pin(kept.seq, kept.hash, kept.label(), problem))
     try:
         return audit_log.verify(session, progress, pins)
     finally:
         session.rollback()
 
 
-def make_checkpoint(uow: UnitOfWork) -> Checkpoint:
+def make_checkpoint(uow: UnitOfWork, *, rotate: bool = False) -> Checkpoint:
     """Sign the chain head as a checkpoint, store it, and record that in the audit log.
 
     Refuses (Conflict) to sign anything that contradicts the previous checkpoint: that checkpoint's
-    record must still have its hash, and the chain must verify from it to the head."""
+    record must still have its hash, and the chain must verify from it to the head. Refuses too to
+    sign with a key other than the previous checkpoint's unless `rotate`; a rotation is told in the
+    checkpoint's audit record (`key_rotation`: the previous and the new key id)."""
     session = uow.session
     if session.get_bind().dialect.name == "postgresql":
         # One checkpoint at a time; SQLite's BEGIN IMMEDIATE already serialises every writer.
@@ -235,6 +264,7 @@ def make_checkpoint(uow: UnitOfWork) -> Checkpoint:
     key = signing_key(uow.settings)
     after = (0, GENESIS_HASH)
     if (previous := latest(session)) is not None:
+        _check_same_key(uow, previous, key.public_key(), rotate=rotate)
         _check_still_extends(session, previous, key.public_key())
         after = (previous.seq, previous.hash)
     verdict = audit_log.verify_segment(session, after, (head_seq, head_hash))
@@ -264,6 +294,22 @@ def make_checkpoint(uow: UnitOfWork) -> Checkpoint:
     session.flush()
     uow.record(CHECKPOINT_ACTION, f"audit_checkpoint:{head_seq}", checkpoint.as_json())
     return checkpoint
+
+
+def _check_same_key(
+    uow: UnitOfWork, previous: Checkpoint, public: Ed25519PublicKey, *, rotate: bool
+) -> None:
+    current = key_id(public)
+    if previous.key_id == current:
+        return
+    if not rotate:
+        raise Conflict(
+            f"the latest {previous.label()} names another key than the one at "
+            f"{uow.settings.signing_key_path} ({current}); if that key is meant to replace the "
+            "old one, sign with `inventory audit checkpoint --rotate` (recorded in the audit log); "
+            "if not, point INVENTORY_SIGNING_KEY at the old key. No checkpoint was signed"
+        )
+    uow.note_consequence("key_rotation", [{"previous_key_id": previous.key_id, "key_id": current}])
 
 
 def _check_still_extends(session: Session, previous: Checkpoint, public: Ed25519PublicKey) -> None:

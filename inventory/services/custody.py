@@ -4,6 +4,7 @@ holdings of any holder now (from the projection) or as of any past time (from th
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,10 +87,18 @@ class CustodyStep:
     quantity: int
 
 
-def _history(session: Session, condition: ColumnElement[bool]) -> list[CustodyStep]:
+# A custody row's sort key: the movement's seq, then the line within it.
+HISTORY_KEY = (Movement.seq, MovementLine.line_no)
+History = Select[*tuple[Any, ...]]
+
+
+def _history(condition: ColumnElement[bool]) -> History:
+    """Custody rows (`steps` reads them), unordered: the caller orders or pages by HISTORY_KEY."""
     source, destination = aliased(Holder), aliased(Holder)
-    rows = session.execute(
+    return (
         select(
+            Movement.seq,
+            MovementLine.line_no,
             Movement.id,
             Movement.kind,
             source.kind,
@@ -106,18 +115,26 @@ def _history(session: Session, condition: ColumnElement[bool]) -> list[CustodySt
         .join(source, source.id == Movement.from_holder_id)
         .join(destination, destination.id == Movement.to_holder_id)
         .where(condition)
-        .order_by(Movement.seq, MovementLine.line_no)
     )
+
+
+def steps(rows: Iterable[Any]) -> list[CustodyStep]:
+    """Custody rows of `_history` as the steps of a chain of custody."""
     return [
         CustodyStep(mid, kind, f"{sk}:{sc}", f"{dk}:{dc}", occurred, recorded, actor, doc, qty)
-        for mid, kind, sk, sc, dk, dc, occurred, recorded, actor, doc, qty in rows
+        for _seq, _line, mid, kind, sk, sc, dk, dc, occurred, recorded, actor, doc, qty in rows
     ]
 
 
-def weapon_history(session: Session, actor: Actor, weapon_id: uuid.UUID) -> list[CustodyStep]:
-    """The weapon's chain of custody, oldest first."""
+def chain_of_custody(session: Session, history: History) -> list[CustodyStep]:
+    """All of a history's steps, oldest first."""
+    return steps(session.execute(history.order_by(*HISTORY_KEY)))
+
+
+def weapon_history(session: Session, actor: Actor, weapon_id: uuid.UUID) -> History:
+    """The weapon's chain of custody, as custody rows."""
     get_weapon(session, actor, weapon_id)
-    return _history(session, MovementLine.weapon_id == weapon_id)
+    return _history(MovementLine.weapon_id == weapon_id)
 
 
 def lots_query(session: Session, lot_number: str | None = None) -> Select[Lot]:
@@ -149,15 +166,15 @@ def get_lot(session: Session, actor: Actor, lot_id: uuid.UUID) -> tuple[Lot, lis
     return lot, balances
 
 
-def lot_history(session: Session, actor: Actor, lot_id: uuid.UUID) -> list[CustodyStep]:
-    """Every movement of the lot, oldest first; a clerk sees those touching their depots (and
+def lot_history(session: Session, actor: Actor, lot_id: uuid.UUID) -> History:
+    """Every movement of the lot, as custody rows; a clerk sees those touching their depots (and
     their depots' units), the same scope as everywhere else."""
     get_lot(session, actor, lot_id)
     condition: ColumnElement[bool] = MovementLine.lot_id == lot_id
     if (visible := visible_holder_ids(session, actor)) is not None:
         touches = or_(Movement.from_holder_id.in_(visible), Movement.to_holder_id.in_(visible))
         condition = and_(condition, touches)
-    return _history(session, condition)
+    return _history(condition)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..db.bulk import among
 from ..db.models import ItemType, Lot, Weapon
+from ..domain.prose import lot_label, weapon_label
 from .errors import Invalid
 
 BATCH = 5_000  # bound parameters per IN (SQLite allows 32,766)
@@ -87,7 +88,7 @@ class WeaponRow:
 
     @property
     def label(self) -> str:
-        return f"weapon {self.item_type} {self.manufacturer} {self.serial}"
+        return weapon_label(self.item_type, self.manufacturer, self.serial)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class LotRow:
 
     @property
     def label(self) -> str:
-        return f"lot {self.item_type} {self.lot_number}"
+        return lot_label(self.item_type, self.lot_number)
 
 
 class LineErrors:

@@ -16,16 +16,16 @@ Unaccounted, counted once per weapon:
 Rounds unaccounted: lost rounds, rounds in the transit account of a transfer with an open
 transit_overdue or receipt_shortfall, and the shortfall of open short count_variance discrepancies.
 
-`accountability_rate = 1 - weapons unaccounted / weapons on books` (1.0 when none are on the
-books, never below 0: lost weapons are unaccounted but no longer on the books).
+`accountability_rate = 1 - weapons unaccounted / weapons on books` and
+`rounds_accountability_rate = 1 - rounds unaccounted / rounds on books` (each 1.0 when nothing of
+its kind is on the books, never below 0: lost stock is unaccounted but no longer on the books).
+Every CSV column is defined in COLUMNS (served as the CSV's data dictionary).
 
 Everything is a few grouped queries over all holders at once, never a query per weapon or depot.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +52,7 @@ from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
+from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
 WEAPON_FIELDS = ("on_books", "in_store", "issued", "in_transit", "lost", "unaccounted")
@@ -85,10 +86,13 @@ class DepotAccount:
 
     @property
     def accountability_rate(self) -> float:
-        on_books = self.weapons["on_books"]
-        if on_books == 0:
-            return 1.0
-        return round(max(0.0, 1 - self.weapons["unaccounted"] / on_books), 4)
+        """Of the weapons on the books, the share accounted for."""
+        return _rate(self.weapons)
+
+    @property
+    def rounds_accountability_rate(self) -> float:
+        """Of the rounds on the books, the share accounted for."""
+        return _rate(self.ammunition)
 
     def finish(self) -> None:
         for tally in (self.weapons, self.ammunition):
@@ -100,6 +104,13 @@ class DepotAccount:
                 mine[name] = mine.get(name, 0) + value
         for kind, n in other.open_discrepancies.items():
             self.open_discrepancies[kind] = self.open_discrepancies.get(kind, 0) + n
+
+
+def _rate(tally: dict[str, int]) -> float:
+    on_books = tally["on_books"]
+    if on_books == 0:
+        return 1.0
+    return round(max(0.0, 1 - tally["unaccounted"] / on_books), 4)
 
 
 @dataclass
@@ -414,6 +425,7 @@ def _plain(account: DepotAccount) -> dict[str, Any]:
         "ammunition": {name: account.ammunition[name] for name in WEAPON_FIELDS},
         "open_discrepancies": dict(sorted(account.open_discrepancies.items())),
         "accountability_rate": account.accountability_rate,
+        "rounds_accountability_rate": account.rounds_accountability_rate,
     }
 
 
@@ -426,20 +438,79 @@ def as_json(report: Report) -> dict[str, Any]:
     }
 
 
-def as_csv(report: Report) -> str:
-    """One header row and one row per depot (no totals row); every cell a plain value."""
-    buffer = io.StringIO()
-    out = csv.writer(buffer)
-    out.writerow(
-        [
-            "as_of",
-            "depot",
-            *(f"weapons_{name}" for name in WEAPON_COLUMNS),
-            *(f"ammunition_{name}" for name in WEAPON_FIELDS),
-            *(f"open_{kind}" for kind in KINDS),
-            "accountability_rate",
-        ]
+_TALLY_MEANING = {
+    "on_books": "on the depot's books: in_store + issued + in_transit",
+    "in_store": "held by the depot itself",
+    "issued": "held by units the depot issued to",
+    "in_transit": "in the transit accounts of transfers the depot dispatched, not yet received",
+    "lost": "whose last movement was a loss (lost, stolen) from the depot, its units or its "
+    "transfers; no longer on the books",
+}
+_KIND_MEANING = {
+    "transit_overdue": "a transfer not received by its expected date",
+    "receipt_shortfall": "a transfer received with less than was dispatched",
+    "receipt_surplus": "a transfer received with more than was dispatched",
+    "return_overdue": "issued stock not returned by its due_back_at",
+    "count_missing": "a weapon on the books not found by a stocktake",
+    "count_unexpected": "a weapon found by a stocktake that the books place elsewhere or nowhere",
+    "count_variance": "a lot counted at a quantity other than the books'",
+    "verification_overdue": "a weapon in store not verified within the policy period",
+    "reported_loss": "a loss or theft posted by the depot",
+    "sighting_outside_custody": "a weapon sighted outside the custody the books give it",
+    "unknown_serial_sighted": "a sighted serial that is on nobody's books",
+    "end_use_missing": "an exported weapon missing at an end-use check",
+    "end_use_verification_overdue": "an export whose end-use check is overdue",
+    "late_entry": "a movement recorded long (by default 72 h) after it happened",
+}
+
+
+def _columns() -> dict[str, str]:
+    columns = {
+        "as_of": "the moment the books are reported at (ISO 8601, UTC); the same on every row",
+        "depot": "the depot's code",
+    }
+    for name, meaning in _TALLY_MEANING.items():
+        columns[f"weapons_{name}"] = f"weapons {meaning}"
+    columns["weapons_unaccounted"] = (
+        "weapons unaccounted for, each counted once: lost; or named by an open count_missing, "
+        "receipt_shortfall, return_overdue, end_use_missing or sighting_outside_custody; or in "
+        "the transit account of a transfer with an open transit_overdue or receipt_shortfall; or "
+        "in store longer than the verification period and not verified within it"
     )
+    columns["weapons_verified_within_policy"] = (
+        "weapons in store physically verified (e.g. counted in a closed stocktake of the depot) "
+        "within the verification period (by default 90 days), or in store for less than that "
+        "period"
+    )
+    for name, meaning in _TALLY_MEANING.items():
+        columns[f"ammunition_{name}"] = f"rounds (all lots together) {meaning}"
+    columns["ammunition_unaccounted"] = (
+        "rounds unaccounted for: lost rounds, rounds in the transit account of a transfer with an "
+        "open transit_overdue or receipt_shortfall, and the shortfall of open count_variance "
+        "discrepancies that found fewer rounds than the books"
+    )
+    for kind in KINDS:
+        columns[f"open_{kind}"] = f"open {kind} discrepancies of the depot: {_KIND_MEANING[kind]}"
+    columns["accountability_rate"] = (
+        "weapons: 1 - weapons_unaccounted / weapons_on_books, rounded to 4 places (1 when no "
+        "weapons are on the books, never below 0)"
+    )
+    columns["rounds_accountability_rate"] = (
+        "rounds: 1 - ammunition_unaccounted / ammunition_on_books, rounded to 4 places (1 when no "
+        "rounds are on the books, never below 0)"
+    )
+    return columns
+
+
+# Every column of the CSV, in order, with its definition: the CSV's data dictionary.
+COLUMNS = _columns()
+
+
+def as_csv(report: Report) -> str:
+    """One header row (the names in COLUMNS) and one row per depot (no totals row); every cell a
+    plain value, and none a formula (the one CSV writer sees to that)."""
+    out = CsvWriter()
+    out.writerow(list(COLUMNS))
     as_of = audit_log.timestamp(report.as_of)
     for account in report.depots:
         out.writerow(
@@ -450,6 +521,16 @@ def as_csv(report: Report) -> str:
                 *(account.ammunition[name] for name in WEAPON_FIELDS),
                 *(account.open_discrepancies.get(kind, 0) for kind in KINDS),
                 account.accountability_rate,
+                account.rounds_accountability_rate,
             ]
         )
-    return buffer.getvalue()
+    return out.getvalue()
+
+
+def dictionary_csv() -> str:
+    """The CSV's data dictionary: a `column,definition` header and one row per column."""
+    out = CsvWriter()
+    out.writerow(["column", "definition"])
+    for column, definition in COLUMNS.items():
+        out.writerow([column, definition])
+    return out.getvalue()

@@ -27,6 +27,7 @@ from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future, status_of
+from ..domain.prose import moment, weapon_label
 from . import custody, discrepancies, holders
 from .accountability import require
 from .custody import CustodyStep
@@ -107,7 +108,7 @@ def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
         )
     sighting_id = uuid.uuid4()
     weapon = matches[0] if matches else None
-    where = f"at {report.place} on {report.observed_at.isoformat()}: {report.circumstances}"
+    where = f"at {report.place} on {moment(report.observed_at)}: {report.circumstances}"
     if weapon is None:
         finding: Finding | None = _unknown_serial(report, where)
         books_holder = None
@@ -137,7 +138,7 @@ def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
 
 
 def _unknown_serial(report: SightingReport, where: str) -> Finding:
-    marking = " ".join(x for x in (report.manufacturer, report.item_type, report.serial) if x)
+    marking = weapon_label(report.item_type, report.manufacturer, report.serial)
     key = f"marking:{report.manufacturer or ''}|{report.item_type or ''}|{report.serial}"
     return Finding(
         DiscrepancyKind.UNKNOWN_SERIAL_SIGHTED,
@@ -149,7 +150,7 @@ def _unknown_serial(report: SightingReport, where: str) -> Finding:
 def _outside_custody(
     session: Session, weapon: Weapon, holder: Holder, where: str
 ) -> Finding | None:
-    label = f"{weapon.manufacturer} {weapon.item_type.code} serial {weapon.serial}"
+    label = weapon_label(weapon.item_type.code, weapon.manufacturer, weapon.serial)
     depot: Holder | None = None
     transfer_id: uuid.UUID | None = None
     movement: Movement | None = None
@@ -222,11 +223,13 @@ def _open_or_existing(
 @dataclass(frozen=True)
 class AccountableHolder:
     """The last depot or unit that held a weapon; `depot` answers for it (for a unit, the depot
-    that issued it there)."""
+    that issued it there). `since` is when the movement that put it there happened
+    (`occurred_at`), `recorded_at` when it was posted."""
 
     holder: str
     depot: str | None
     since: datetime
+    recorded_at: datetime
     movement_id: uuid.UUID
 
 
@@ -248,7 +251,7 @@ def trace(
     )
     found = []
     for weapon in weapons:
-        chain = custody.weapon_history(session, actor, weapon.id)
+        chain = custody.chain_of_custody(session, custody.weapon_history(session, actor, weapon.id))
         found.append(TraceCandidate(weapon, chain, last_accountable(session, chain)))
     return found
 
@@ -258,11 +261,15 @@ def last_accountable(session: Session, chain: list[CustodyStep]) -> AccountableH
     for step in reversed(chain):
         kind, code = step.destination.split(":", 1)
         if kind == "depot":
-            return AccountableHolder(step.destination, code, step.recorded_at, step.movement_id)
+            return AccountableHolder(
+                step.destination, code, step.occurred_at, step.recorded_at, step.movement_id
+            )
         if kind == "unit":
             source_kind, source_code = step.source.split(":", 1)
             depot = source_code if source_kind == "depot" else _home_depot(session, code)
-            return AccountableHolder(step.destination, depot, step.recorded_at, step.movement_id)
+            return AccountableHolder(
+                step.destination, depot, step.occurred_at, step.recorded_at, step.movement_id
+            )
     return None
 
 

@@ -29,6 +29,7 @@ from ..db.models import (
 )
 from ..domain import policy
 from ..domain.discrepancies import DiscrepancyKind
+from ..domain.prose import lot_label, weapon_label
 from . import discrepancies, stocktakes
 from .discrepancies import Finding
 from .unit_of_work import UnitOfWork
@@ -270,8 +271,8 @@ def _missing_finding(stocktake: Stocktake, depot: Holder, weapon: dict[str, Any]
     return Finding(
         DiscrepancyKind.COUNT_MISSING,
         f"weapon:{weapon['weapon_id']}",
-        f"weapon {weapon['item_type']} {weapon['manufacturer']} {weapon['serial']} is on the "
-        f"books of depot {depot.code} but was not counted in stocktake {stocktake.id}",
+        f"{weapon_label(weapon['item_type'], weapon['manufacturer'], weapon['serial'])} is on "
+        f"the books of depot {depot.code} but was not counted in stocktake {stocktake.id}",
         depot=depot,
         holder=depot,
         weapon_id=weapon["weapon_id"],
@@ -280,8 +281,7 @@ def _missing_finding(stocktake: Stocktake, depot: Holder, weapon: dict[str, Any]
 
 
 def _unexpected_finding(stocktake: Stocktake, depot: Holder, weapon: dict[str, Any]) -> Finding:
-    marking = " ".join(p for p in (weapon["item_type"], weapon["manufacturer"]) if p)
-    label = f"weapon {marking} {weapon['serial']}".replace("  ", " ")
+    label = weapon_label(weapon["item_type"], weapon["manufacturer"], weapon["serial"])
     if weapon["weapon_id"] is None:
         key = _bounded("serial:" + "/".join(_marking(weapon)))
         where = "matches no registered weapon"
@@ -304,9 +304,9 @@ def _variance_finding(stocktake: Stocktake, depot: Holder, variance: dict[str, A
     return Finding(
         DiscrepancyKind.COUNT_VARIANCE,
         f"lot:{variance['lot_id']}@depot:{depot.code}",
-        f"lot {variance['item_type']} {variance['lot_number']}: depot {depot.code}'s books say "
-        f"{variance['expected']} rounds, stocktake {stocktake.id} counted {variance['counted']} "
-        f"({abs(difference)} {'short' if short else 'over'})",
+        f"{lot_label(variance['item_type'], variance['lot_number'])}: depot {depot.code}'s books "
+        f"say {variance['expected']} rounds, stocktake {stocktake.id} counted "
+        f"{variance['counted']} ({abs(difference)} {'short' if short else 'over'})",
         depot=depot,
         holder=depot,
         severity="high" if short else "medium",

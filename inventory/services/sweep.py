@@ -23,6 +23,7 @@ from ..db.models import (
     Discrepancy,
     EndUseVerification,
     Holder,
+    ItemType,
     Movement,
     Transfer,
     Weapon,
@@ -30,6 +31,7 @@ from ..db.models import (
     WeaponVerification,
 )
 from ..domain.discrepancies import DiscrepancyKind
+from ..domain.prose import moment, weapon_label
 from . import discrepancies
 from .discrepancies import Finding
 from .unit_of_work import UnitOfWork
@@ -103,7 +105,7 @@ def _transit_overdue(session: Session, now: datetime) -> list[Finding]:
             Kind.TRANSIT_OVERDUE,
             f"transfer:{transfer.id}",
             f"transfer {transfer.document_ref or transfer.id} from {transfer.from_holder.ref} to "
-            f"{transfer.to_holder.ref} was expected by {transfer.expected_by.isoformat()} and "
+            f"{transfer.to_holder.ref} was expected by {moment(transfer.expected_by)} and "
             "is still in transit",
             depot=transfer.from_holder if transfer.from_holder.kind == "depot" else None,
             holder=transfer.transit_holder,
@@ -121,10 +123,12 @@ def _return_overdue(session: Session, now: datetime) -> list[Finding]:
             Weapon.id,
             Weapon.serial,
             Weapon.manufacturer,
+            ItemType.code,
             Movement.id,
             Movement.due_back_at,
             unit,
         )
+        .join(ItemType, ItemType.id == Weapon.item_type_id)
         .join(WeaponHolding, WeaponHolding.weapon_id == Weapon.id)
         .join(Movement, Movement.seq == WeaponHolding.movement_seq)
         .join(unit, unit.id == WeaponHolding.holder_id)
@@ -145,14 +149,14 @@ def _return_overdue(session: Session, now: datetime) -> list[Finding]:
         Finding(
             Kind.RETURN_OVERDUE,
             f"weapon:{weapon_id}@movement:{movement_id}",
-            f"weapon {maker} {serial} issued to {holder.ref} was due back by "
-            f"{due.isoformat() if due else '?'} and has not been returned",
+            f"{weapon_label(item_type, maker, serial)} issued to {holder.ref} was due back by "
+            f"{moment(due) if due else '?'} and has not been returned",
             depot=holder.home_depot,
             holder=holder,
             weapon_id=weapon_id,
             movement_id=movement_id,
         )
-        for weapon_id, serial, maker, movement_id, due, holder in rows
+        for weapon_id, serial, maker, item_type, movement_id, due, holder in rows
     ]
 
 
@@ -200,7 +204,7 @@ def _verification_overdue(uow: UnitOfWork, now: datetime) -> list[Finding]:
             Kind.VERIFICATION_OVERDUE,
             f"depot:{holder.code}",
             f"{count} weapons in depot {holder.code} have not been physically verified in the "
-            f"last {days} days (as of {now.isoformat()}); run a stocktake",
+            f"last {days} days (as of {moment(now)}); run a stocktake",
             depot=holder,
             holder=holder,
             quantity=count,
@@ -230,7 +234,7 @@ def _end_use_verification_overdue(session: Session, now: datetime) -> list[Findi
             f"end-use verification {verification.number} of transfer "
             f"{transfer.document_ref or transfer.id} to {transfer.to_holder.ref} "
             f"(end user {transfer.end_user_ref or '?'}) was due by "
-            f"{verification.due_at.isoformat()} and has not been recorded",
+            f"{moment(verification.due_at)} and has not been recorded",
             depot=transfer.from_holder if transfer.from_holder.kind == "depot" else None,
             holder=transfer.to_holder,
             transfer_id=transfer.id,
