@@ -461,6 +461,8 @@ _KIND_MEANING = {
     "end_use_missing": "an exported weapon missing at an end-use check",
     "end_use_verification_overdue": "an export whose end-use check is overdue",
     "late_entry": "a movement recorded long (by default 72 h) after it happened",
+    "returned_elsewhere": "the depot's issued stock handed in at another depot",
+    "recovered_elsewhere": "a weapon the depot lost, recovered into another depot",
 }
 
 
