@@ -523,3 +523,13 @@ def import_register(csv_file: str, party: str, check_only: bool) -> None:
         session.close()
         engine.dispose()
     click.echo(f"imported {report.rows} weapons as {report.receipts} receipts from party:{party}")
+
+
+def _add_transparency_commands() -> None:
+    from .log_cli import log_group, monitor_command
+
+    main.add_command(log_group)
+    main.add_command(monitor_command)
+
+
+_add_transparency_commands()

@@ -66,6 +66,10 @@ class Settings:
     # Active webhook subscriptions one monitor's token may hold (INVENTORY_SUBSCRIPTIONS_PER_TOKEN;
     # admins are not capped).
     subscriptions_per_token: int = 20
+    # The transparency log's origin line and note key name (one per deployment), and how long a
+    # signed tree head may wait for a witness's cosignature before it is flagged.
+    log_origin: str = "stockpile.invalid/audit-log"
+    cosignature_grace: timedelta = timedelta(hours=2)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -88,6 +92,10 @@ class Settings:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
         if "INVENTORY_SUBSCRIPTIONS_PER_TOKEN" in env:
             values["subscriptions_per_token"] = int(env["INVENTORY_SUBSCRIPTIONS_PER_TOKEN"])
+        if "INVENTORY_LOG_ORIGIN" in env:
+            values["log_origin"] = env["INVENTORY_LOG_ORIGIN"]
+        if "INVENTORY_COSIGNATURE_GRACE" in env:
+            values["cosignature_grace"] = _seconds(env["INVENTORY_COSIGNATURE_GRACE"])
         values.update(_worker_settings(env))
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -48,7 +48,8 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     checkpoints = importlib.import_module("inventory.services.checkpoints")
     made = checkpoints.make_checkpoint(uow)
     if not any(event["type"] == CHECKPOINT_EVENT for event in uow.events):
-        outbox.publish(uow, CHECKPOINT_EVENT, made.as_json())
+        # The chain checkpoint, and the transparency log's signed tree head (C2SP note) with it.
+        outbox.publish(uow, CHECKPOINT_EVENT, {**made.as_json(), "tree_head": made.tree_head})
     return made
 
 
@@ -169,6 +170,13 @@ class Worker:
         if checkpoints is None:
             log.info("no checkpoints in this build (inventory.services.checkpoints); skipped")
             return
+        if (transparency := _optional("inventory.services.transparency")) is not None:
+            run_write(
+                self.session,
+                self.context,
+                lambda uow: transparency.flag_uncosigned(uow, self.clock()),
+                lambda _flagged, _uow: None,
+            )
         head_seq, _hash = audit_log.head(self.session)
         latest = checkpoints.latest(self.session)
         self.session.rollback()

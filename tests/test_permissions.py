@@ -229,6 +229,14 @@ def _sighting(scene: Scene) -> dict[str, Any]:
     }
 
 
+def _witness_key() -> str:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from inventory.monitor import witness_verifier_key
+
+    return witness_verifier_key(unique("witness").lower(), Ed25519PrivateKey.generate())
+
+
 NOBODY = str(uuid.UUID(int=0))  # ids of things that do not exist: the gate answers first
 MATRIX: list[Row] = [
     # Reference data: admins write, everyone reads.
@@ -355,6 +363,21 @@ MATRIX += [
     Row("GET", "/api/v1/audit/checkpoints", (OK, DENIED, DENIED, OK, OK)),
     Row("POST", "/api/v1/audit/checkpoints", (OK, DENIED, DENIED, DENIED, DENIED)),
     everyone_reads("/api/v1/audit/public-key"),
+    # The transparency log: log readers (not clerks: records span every depot); GATE where the
+    # answer depends on whether a tree head was signed yet in the shared database.
+    Row("GET", "/api/v1/log/checkpoint", (GATE, DENIED, DENIED, GATE, GATE)),
+    everyone_reads("/api/v1/log/verifier-key"),
+    Row("GET", "/api/v1/log/proof/inclusion?seq=1&tree_size=1", (GATE, DENIED, DENIED, GATE, GATE)),
+    Row(
+        "GET",
+        "/api/v1/log/proof/consistency?first=1&second=1",
+        (GATE, DENIED, DENIED, GATE, GATE),
+    ),
+    Row("GET", "/api/v1/log/entries?start=1&end=1", (OK, DENIED, DENIED, OK, OK)),
+    Row("GET", "/api/v1/log/search?serial={serial}", (OK, DENIED, DENIED, OK, OK)),
+    Row("GET", "/api/v1/log/witnesses", (OK, DENIED, DENIED, OK, OK)),
+    admin_writes("/api/v1/log/witnesses", lambda s: {"vkey": _witness_key()}),
+    Row("POST", "/api/v1/log/cosignatures", (GATE, DENIED, DENIED, DENIED, GATE), _empty),
 ]
 
 

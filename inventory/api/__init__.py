@@ -16,6 +16,7 @@ from . import (
     discrepancies,
     health,
     input_limits,
+    log,
     movements,
     problems,
     reference,
@@ -45,6 +46,7 @@ BLUEPRINTS = [
     discrepancies.sweep_blp,
     reports.blp,
     audit.blp,
+    log.blp,
 ]
 
 

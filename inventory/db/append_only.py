@@ -68,6 +68,7 @@ NEVER_UPDATED = [
     "verification_results",
     "stocktake_counts",
     "idempotent_responses",
+    "log_witnesses",  # added and removed, never edited (issue 21)
 ]
 UPDATED_COLUMNS = {
     "discrepancies": ("status", "resolved_at"),  # only with an event: see protect_lifecycle

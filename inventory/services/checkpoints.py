@@ -19,7 +19,7 @@ import os
 import stat
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from ..db.models import AuditCheckpoint, AuditRecord
 from ..domain.audit_chain import GENESIS_HASH, Pin, Verdict, checkpoint_message, decode
 from ..settings import Settings
-from . import audit_log
+from . import audit_log, transparency
 from .errors import Conflict, Invalid, ServiceError
 from .unit_of_work import UnitOfWork
 
@@ -52,6 +52,8 @@ class Checkpoint:
     at: str
     key_id: str
     signature: str
+    # The transparency log's signed tree head made with it (a C2SP checkpoint note), if any.
+    tree_head: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_row(cls, row: AuditCheckpoint) -> Checkpoint:
@@ -85,7 +87,10 @@ class Checkpoint:
         return checkpoint_message(self.seq, self.hash, self.at)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The chain checkpoint as signed (the tree head is a note of its own, at /log)."""
+        fields = asdict(self)
+        del fields["tree_head"]
+        return fields
 
     def label(self) -> str:
         return f"checkpoint of seq {self.seq} signed at {self.at} (key {self.key_id})"
@@ -281,6 +286,7 @@ def make_checkpoint(uow: UnitOfWork, *, rotate: bool = False) -> Checkpoint:
         at=at,
         key_id=key_id(key.public_key()),
         signature=base64.b64encode(key.sign(message)).decode("ascii"),
+        tree_head=transparency.sign_tree_head(uow, key, head_seq),
     )
     session.add(
         AuditCheckpoint(

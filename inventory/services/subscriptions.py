@@ -39,6 +39,7 @@ EVENT_TYPES = (
     "discrepancy.updated",
     "transfer.received",
     "weapon.recovered",
+    "log.uncosigned",  # a signed tree head no witness cosigned in time (services/transparency)
 )
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32

@@ -3,7 +3,7 @@ recovered_elsewhere), status changes only through discrepancy events, the applic
 UPDATE narrowed to the columns it changes, subscriptions owned by a token, active token names unique
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006 (issue 21's transparency log landed first)
 Create Date: 2026-12-02 02:45:00.000000
 """
 
@@ -48,9 +48,12 @@ ALL_APPEND_ONLY = [
     "weapons",
     "lots",
 ]
+# The transparency log's append-only tables (0006), where they exist: re-applying the grants must
+# not hand the app role UPDATE or DELETE on them.
+LOG_APPEND_ONLY = ["log_hashes", "log_checkpoints", "log_cosignatures"]
 
 revision: str = "0005"
-down_revision: str | None = "0004"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -70,7 +73,8 @@ def upgrade() -> None:
         sqlite_where=sa.text("revoked_at IS NULL"),
         postgresql_where=sa.text("revoked_at IS NULL"),
     )
-    grant_app_role(ALL_APPEND_ONLY)
+    present = set(sa.inspect(op.get_bind()).get_table_names())
+    grant_app_role(ALL_APPEND_ONLY + [table for table in LOG_APPEND_ONLY if table in present])
 
 
 def downgrade() -> None:

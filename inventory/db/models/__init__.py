@@ -19,6 +19,7 @@ from .oversight import (
 )
 from .reference import Holder, ItemType
 from .tokens import Token, TokenDepot
+from .transparency import LogCheckpoint, LogCosignature, LogHash, LogWitness
 
 __all__ = [
     "Delivery",
@@ -41,6 +42,10 @@ __all__ = [
     "ItemType",
     "Lot",
     "LotHolding",
+    "LogCheckpoint",
+    "LogCosignature",
+    "LogHash",
+    "LogWitness",
     "Movement",
     "MovementLine",
     "Token",
