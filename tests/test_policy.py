@@ -185,6 +185,8 @@ subscription.create     none   - Y - Y
 subscription.delete     none   - Y - Y
 token.create            none   - Y - -
 token.revoke            none   - Y - -
+log.witness.register    none   - Y - -
+log.cosignature         none   - Y - Y
 """
 
 
@@ -205,4 +207,4 @@ def test_every_action_is_covered_by_a_test_table() -> None:
 
 def test_the_readme_permissions_table_is_the_policy() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert permissions_table() in readme, "run: python -m inventory.domain.policy > table"
+    assert permissions_table() in readme, "paste inventory.domain.policy.permissions_table()"

@@ -54,6 +54,8 @@ class Action(StrEnum):
     SUBSCRIPTION_DELETE = "subscription.delete"
     TOKEN_CREATE = "token.create"
     TOKEN_REVOKE = "token.revoke"
+    WITNESS_REGISTER = "log.witness.register"
+    COSIGNATURE = "log.cosignature"
 
 
 MOVEMENT_ACTIONS = (
@@ -201,6 +203,9 @@ TABLE: dict[tuple[Action, Relation | None, Relation | None], Rule] = {
     ),
     (A.TOKEN_CREATE, None, None): Rule(frozenset({ADMIN})),
     (A.TOKEN_REVOKE, None, None): Rule(frozenset({ADMIN})),
+    # The transparency log: admins register witnesses' keys; monitors (as witnesses) cosign.
+    (A.WITNESS_REGISTER, None, None): Rule(frozenset({ADMIN})),
+    (A.COSIGNATURE, None, None): Rule(frozenset({ADMIN, MONITOR})),
 }
 
 # Which side a holder-moving action is done for; the other side is related to that side's depot.
@@ -313,6 +318,8 @@ _UNSCOPED = frozenset(
         A.SUBSCRIPTION_DELETE,
         A.TOKEN_CREATE,
         A.TOKEN_REVOKE,
+        A.WITNESS_REGISTER,
+        A.COSIGNATURE,
     }
 )
 
@@ -345,7 +352,3 @@ def permissions_table() -> str:
         cells = roles_for(action)
         lines.append(f"| {action} | " + " | ".join(cells[r] for r in roles) + " |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # `python -m inventory.domain.policy` prints the README's table
-    print(permissions_table())
