@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/inventory db upgrade
 	$(BIN)/inventory keys init
 	$(BIN)/inventory demo prepare
-	@echo "Serving Stockpile on http://127.0.0.1:8000 (docs: /api/v1/docs); Ctrl-C stops it."
+	@echo "Serving Stockpile on http://127.0.0.1:8000 (console: http://127.0.0.1:8000/console/, docs: /api/v1/docs); Ctrl-C stops it."
 	$(BIN)/inventory serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)

@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from . import demo as demo_setup
 from . import logs
+from .clock import utcnow
 from .db import migrate
 from .db.engine import make_engine, make_session_factory
 from .domain.actors import operator
-from .services import audit_log, checkpoints, integrity, projection, tokens
+from .services import audit_log, audit_verifications, checkpoints, integrity, projection, tokens
 from .services.errors import ServiceError
 from .services.unit_of_work import Context, UnitOfWork, run_write
 from .settings import Settings
@@ -359,6 +360,7 @@ def audit_verify(checkpoint_file: IO[str] | None, public_key_file: IO[bytes] | N
             verdict = checkpoints.verify(
                 session, settings, progress=bar.update, kept=kept, kept_key=kept_key
             )
+        audit_verifications.record(session, verdict, operator("audit-verify"), utcnow())
     report = verdict.report()
     if kept is not None:
         report["checkpoint"] = {**kept.as_json(), "extended": verdict.ok}

@@ -70,6 +70,8 @@ class Settings:
     # signed tree head may wait for a witness's cosignature before it is flagged.
     log_origin: str = "stockpile.invalid/audit-log"
     cosignature_grace: timedelta = timedelta(hours=2)
+    # A console session unused this long is over; the browser must sign in again.
+    console_idle: timedelta = timedelta(minutes=30)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -122,6 +124,7 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, object]:
         ("worker_poll_interval", "INVENTORY_WORKER_POLL"),
         ("sweep_interval", "INVENTORY_SWEEP_INTERVAL"),
         ("checkpoint_interval", "INVENTORY_CHECKPOINT_INTERVAL"),
+        ("console_idle", "INVENTORY_CONSOLE_IDLE"),
     ):
         if key in env:
             values[name] = _seconds(env[key])

@@ -10,8 +10,9 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from ..clock import utcnow
 from ..domain.actors import Role
-from ..services import reports
+from ..services import report_pdf, reports
 from ..services.csv_export import CSV_SAFETY
 from ..services.errors import Invalid
 from .auth import allow, current_actor
@@ -31,8 +32,12 @@ class ReportArgs(Schema):
     as_of = Timestamp(metadata={"description": "the books at that time; default now"})
     format = fields.String(
         load_default="json",
-        validate=validate.OneOf(("json", "csv")),
-        metadata={"description": "csv: one row per depot; a cell of " + CSV_SAFETY},
+        validate=validate.OneOf(("json", "csv", "pdf")),
+        metadata={
+            "description": "csv: one row per depot; a cell of "
+            + CSV_SAFETY
+            + ". pdf: tables per depot, unaccounted weapons, audit head"
+        },
     )
     dictionary = fields.Boolean(
         load_default=False,
@@ -89,7 +94,8 @@ class Accountability(MethodView):
         """Per depot and in total: weapons and rounds on the books, in store, issued, in transit,
         lost and unaccounted for, open discrepancies by kind, and the accountability rate.
         Clerks see their depots. `format=csv`: one row per depot; `format=csv&dictionary=1`:
-        the definition of every CSV column"""
+        the definition of every CSV column; `format=pdf`: a printable report that also lists
+        each unaccounted weapon and the audit log's head"""
         if args["dictionary"]:
             if args["format"] != "csv":
                 raise Invalid(
@@ -101,6 +107,20 @@ class Accountability(MethodView):
                 headers={
                     "Content-Disposition": 'attachment; filename="accountability-columns.csv"'
                 },
+            )
+        if args["format"] == "pdf":
+            paper = report_pdf.gather(
+                db_session(),
+                current_actor(),
+                settings(),
+                args.get("depot"),
+                args.get("as_of"),
+                utcnow(),
+            )
+            return Response(
+                report_pdf.render(paper),
+                mimetype="application/pdf",
+                headers={"Content-Disposition": 'attachment; filename="accountability.pdf"'},
             )
         report = reports.accountability(
             db_session(), current_actor(), settings(), args.get("depot"), args.get("as_of")

@@ -101,6 +101,22 @@ def _narrow_updates(role: str) -> str:
     return " ".join(statements)
 
 
+def narrow_app_role() -> None:
+    """Take from the application role the UPDATEs it does not need (NEVER_UPDATED,
+    UPDATED_COLUMNS) and DELETE on discrepancies, granting nothing else: order-independent of
+    migrations that grant their own tables (PostgreSQL; a no-op elsewhere)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    role = app_role()
+    op.execute(
+        f"""DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+            {_narrow_updates(role)}
+        END IF;
+        END $$"""
+    )
+
+
 def grant_app_role(append_only_tables: list[str]) -> None:
     """Give the application role what it needs and no more (PostgreSQL; a no-op on SQLite and
     where the role has not been created, e.g. a single-role development database)."""
@@ -227,3 +243,21 @@ def check_values(table: str, column: str, values: tuple[str, ...]) -> None:
             f"WHEN NEW.{column} NOT IN ({listed}) BEGIN "
             f"SELECT RAISE(ABORT, '{table}.{column} must be one of {allowed}'); END"
         )
+
+
+def grant_app_role_on(privileges: dict[str, str]) -> None:
+    """Give the application role exactly `privileges` ({table: "SELECT, INSERT"}) on tables a
+    migration makes, leaving every other table's privileges as earlier migrations set them
+    (PostgreSQL; a no-op on SQLite and where the role has not been created)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    role = app_role()
+    grants = "".join(f"GRANT {verbs} ON {table} TO {role}; " for table, verbs in privileges.items())
+    op.execute(
+        f"""DO $$ BEGIN
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+            {grants}
+            GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role};
+        END IF;
+        END $$"""
+    )

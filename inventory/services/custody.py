@@ -49,12 +49,17 @@ def weapons_query(
     manufacturer: str | None = None,
     holder: str | None = None,
     status: str | None = None,
+    item_type: str | None = None,
 ) -> Select[Weapon]:
     stmt = select(Weapon).join(WeaponHolding, WeaponHolding.weapon_id == Weapon.id)
     if serial:
         stmt = stmt.where(Weapon.serial == serial)
     if manufacturer:
         stmt = stmt.where(Weapon.manufacturer == manufacturer)
+    if item_type:
+        stmt = stmt.where(
+            Weapon.item_type_id.in_(select(ItemType.id).where(ItemType.code == item_type))
+        )
     if holder:
         stmt = stmt.where(WeaponHolding.holder_id == holders.lookup(session, holder).id)
     if status:

@@ -7,6 +7,10 @@ import json
 import uuid
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db.models import OutboxEvent
 from .unit_of_work import UnitOfWork, jsonable
 
 
@@ -33,3 +37,15 @@ def publish(
             "dispatched": False,
         }
     )
+
+
+def newest_first(
+    session: Session, *, before: int | None = None, limit: int = 50, event_type: str | None = None
+) -> list[OutboxEvent]:
+    """Events newest first (the feed reads oldest first from a cursor; people read the latest)."""
+    stmt = select(OutboxEvent)
+    if before is not None:
+        stmt = stmt.where(OutboxEvent.seq < before)
+    if event_type:
+        stmt = stmt.where(OutboxEvent.type == event_type)
+    return list(session.scalars(stmt.order_by(OutboxEvent.seq.desc()).limit(limit)))

@@ -60,3 +60,12 @@ def create_item_type(uow: UnitOfWork, **fields: Any) -> ItemType:
     uow.session.flush()
     uow.record("item_type.create", f"item_type:{code}", fields)
     return item_type
+
+
+def weapon_type_codes(session: Session) -> list[str]:
+    """The catalogue's weapon types, for choosing one in a search."""
+    return list(
+        session.scalars(
+            select(ItemType.code).where(ItemType.category == "weapon").order_by(ItemType.code)
+        )
+    )

@@ -38,12 +38,14 @@ from ..clock import utcnow
 from ..db.models import (
     Discrepancy,
     Holder,
+    ItemType,
     LotHolding,
     Movement,
     MovementLine,
     Stocktake,
     StocktakeCount,
     Transfer,
+    Weapon,
     WeaponHolding,
     WeaponVerification,
 )
@@ -295,19 +297,36 @@ def _verified_since(position: Any, as_of: datetime | None, cutoff: datetime) -> 
     )
 
 
-def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]) -> Any:
-    """Per holder (and, for `lost`, per holder lost from): weapons, how many are unaccounted
-    for, and how many (in store) are within the verification policy."""
+@dataclass(frozen=True)
+class _WeaponState:
+    """Each weapon's position at `as_of` joined with what makes it unaccounted for."""
+
+    positions: Any  # the FROM clause: positions outer-joined to named (and verified) weapons
+    p: Any  # the positions subquery's columns
+    holder: Any  # the holder the weapon is at
+    named: ColumnElement[bool]  # an open discrepancy names it
+    named_since: Any  # when the oldest of those was detected
+    in_flagged_transit: ColumnElement[bool]
+    within_policy: ColumnElement[bool]
+    unaccounted: ColumnElement[bool]
+
+
+def _weapon_state(
+    as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]
+) -> _WeaponState:
     p = _positions(as_of)
     holder = aliased(Holder)
     # Outer joins to the (small) sets of named and verified weapons: one hash join each instead
     # of a correlated subquery per weapon, which took most of the report's time at 1,000,000.
     named_weapons = (
-        select(Discrepancy.weapon_id.label("weapon_id"))
+        select(
+            Discrepancy.weapon_id.label("weapon_id"),
+            func.min(Discrepancy.detected_at).label("since"),
+        )
         .where(
             Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)
         )
-        .distinct()
+        .group_by(Discrepancy.weapon_id)
         .subquery()
     )
     named = named_weapons.c.weapon_id.is_not(None)
@@ -326,12 +345,30 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
     else:
         verified = _verified_since(p, as_of, cutoff)
     within_policy = or_(p.c.arrived_at >= cutoff, verified)
+    in_flagged_transit = p.c.holder_id.in_(flagged_transit)
     unaccounted = or_(
         holder.kind == "lost",
         named,
-        p.c.holder_id.in_(flagged_transit),
+        in_flagged_transit,
         and_(holder.kind == "depot", ~within_policy),
     )
+    return _WeaponState(
+        positions.join(holder, holder.id == p.c.holder_id),
+        p,
+        holder,
+        named,
+        named_weapons.c.since,
+        in_flagged_transit,
+        within_policy,
+        unaccounted,
+    )
+
+
+def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Select[Any]) -> Any:
+    """Per holder (and, for `lost`, per holder lost from): weapons, how many are unaccounted
+    for, and how many (in store) are within the verification policy."""
+    w = _weapon_state(as_of, cutoff, flagged_transit)
+    p, holder = w.p, w.holder
     lost_from = case((holder.kind == "lost", p.c.from_holder_id), else_=literal(None))
     one = literal(1)
     return (
@@ -340,14 +377,77 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
             holder.kind,
             lost_from,
             func.count(),
-            func.sum(case((unaccounted, one), else_=0)),
-            func.sum(case((and_(holder.kind == "depot", within_policy), one), else_=0)),
+            func.sum(case((w.unaccounted, one), else_=0)),
+            func.sum(case((and_(holder.kind == "depot", w.within_policy), one), else_=0)),
         )
-        .select_from(positions)
-        .join(holder, holder.id == p.c.holder_id)
+        .select_from(w.positions)
         .where(holder.kind.in_(tuple(STATUS_BY_KIND)))
         .group_by(p.c.holder_id, holder.kind, lost_from)
     )
+
+
+@dataclass(frozen=True)
+class UnaccountedWeapon:
+    depot: str
+    weapon_id: Any
+    serial: str
+    manufacturer: str
+    item_type: str
+    holder: str
+    reason: str  # lost | open discrepancy | transfer overdue or short | not verified in time
+    since: datetime  # when it was lost, named, or came onto the holder's books
+
+
+def unaccounted_weapons(
+    session: Session,
+    actor: Actor,
+    settings: Settings,
+    depots: list[str] | None = None,
+    as_of: datetime | None = None,
+) -> list[UnaccountedWeapon]:
+    """Each weapon the report counts as unaccounted for, by depot and serial: the same rule,
+    the same scope and the same `as_of` as `accountability`."""
+    when = as_of or utcnow()
+    chosen = dict(_depots_in_scope(session, actor, depots))
+    answers_to = _answering_depots(session)
+    w = _weapon_state(as_of, when - settings.verification_period, _flagged_transit_holders(as_of))
+    p, holder = w.p, w.holder
+    reason = case(
+        (holder.kind == "lost", literal("lost")),
+        (w.named, literal("open discrepancy")),
+        (w.in_flagged_transit, literal("transfer overdue or short")),
+        else_=literal("not verified in time"),
+    )
+    rows = session.execute(
+        select(
+            p.c.holder_id,
+            holder.kind,
+            holder.code,
+            p.c.from_holder_id,
+            Weapon.id,
+            Weapon.serial,
+            Weapon.manufacturer,
+            ItemType.code,
+            reason,
+            p.c.arrived_at,
+            w.named_since,
+        )
+        .select_from(w.positions)
+        .join(Weapon, Weapon.id == p.c.weapon_id)
+        .join(ItemType, ItemType.id == Weapon.item_type_id)
+        .where(holder.kind.in_(tuple(STATUS_BY_KIND)), w.unaccounted)
+    )
+    found = []
+    for hid, kind, code, came_from, wid, serial, maker, type_, why, arrived, named_at in rows:
+        depot_id = answers_to.get(came_from if kind == "lost" else hid)
+        if depot_id in chosen:
+            since = named_at if why == "open discrepancy" and named_at else arrived
+            found.append(
+                UnaccountedWeapon(
+                    chosen[depot_id], wid, serial, maker, type_, f"{kind}:{code}", why, since
+                )
+            )
+    return sorted(found, key=lambda u: (u.depot, u.manufacturer, u.serial))
 
 
 def _round_balances(as_of: datetime | None) -> Any:

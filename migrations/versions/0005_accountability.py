@@ -3,7 +3,7 @@ recovered_elsewhere), status changes only through discrepancy events, the applic
 UPDATE narrowed to the columns it changes, subscriptions owned by a token, active token names unique
 
 Revision ID: 0005
-Revises: 0006 (issue 21's transparency log landed first)
+Revises: 0007 (issues 21 and 18 landed first)
 Create Date: 2026-12-02 02:45:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 from inventory.db.append_only import (
     check_values,
-    grant_app_role,
+    narrow_app_role,
     protect_lifecycle,
     unprotect_lifecycle,
 )
@@ -38,22 +38,8 @@ DISCREPANCY_KINDS = (
     "returned_elsewhere",
     "recovered_elsewhere",
 )
-ALL_APPEND_ONLY = [
-    "audit_records",
-    "audit_checkpoints",
-    "movements",
-    "movement_lines",
-    "discrepancy_events",
-    "delivery_attempts",
-    "weapons",
-    "lots",
-]
-# The transparency log's append-only tables (0006), where they exist: re-applying the grants must
-# not hand the app role UPDATE or DELETE on them.
-LOG_APPEND_ONLY = ["log_hashes", "log_checkpoints", "log_cosignatures"]
-
 revision: str = "0005"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -73,8 +59,7 @@ def upgrade() -> None:
         sqlite_where=sa.text("revoked_at IS NULL"),
         postgresql_where=sa.text("revoked_at IS NULL"),
     )
-    present = set(sa.inspect(op.get_bind()).get_table_names())
-    grant_app_role(ALL_APPEND_ONLY + [table for table in LOG_APPEND_ONLY if table in present])
+    narrow_app_role()  # grants nothing: every table keeps what its own migration gave, less UPDATE
 
 
 def downgrade() -> None:

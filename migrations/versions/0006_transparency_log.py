@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import inventory.db.types
-from inventory.db.append_only import app_role, protect, unprotect
+from inventory.db.append_only import grant_app_role_on, protect, unprotect
 
 APPEND_ONLY = ["log_hashes", "log_checkpoints", "log_cosignatures"]
 
@@ -69,18 +69,13 @@ def upgrade() -> None:
     )
     for table in APPEND_ONLY:
         protect(table)
-    if op.get_bind().dialect.name == "postgresql":
-        # Only these tables' privileges: the others keep what earlier migrations gave.
-        role = app_role()
-        grants = "".join(f"GRANT SELECT, INSERT ON {table} TO {role}; " for table in APPEND_ONLY)
-        op.execute(
-            f"""DO $$ BEGIN
-            IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
-                {grants}
-                GRANT SELECT, INSERT, DELETE ON log_witnesses TO {role};
-            END IF;
-            END $$"""
-        )
+    # Only these tables' privileges: the others keep what earlier migrations gave.
+    grant_app_role_on(
+        {
+            **{table: "SELECT, INSERT" for table in APPEND_ONLY},
+            "log_witnesses": "SELECT, INSERT, DELETE",
+        }
+    )
 
 
 def downgrade() -> None:

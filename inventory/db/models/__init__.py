@@ -1,6 +1,7 @@
 """Every table, imported here so Alembic and the tests see the whole schema."""
 
 from .audit import AuditCheckpoint, AuditHead, AuditRecord
+from .console import AuditVerification, ConsoleSession
 from .idempotency import IdempotentResponse
 from .ledger import Lot, LotHolding, Movement, MovementLine, Weapon, WeaponHolding
 from .oversight import (
@@ -37,6 +38,8 @@ __all__ = [
     "AuditCheckpoint",
     "AuditHead",
     "AuditRecord",
+    "AuditVerification",
+    "ConsoleSession",
     "Holder",
     "IdempotentResponse",
     "ItemType",
