@@ -7,7 +7,8 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, console, logs
+from . import api, console, logs, metrics
+from .api import edge
 from .db.engine import make_engine, make_session_factory
 from .settings import Settings
 
@@ -31,5 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     logs.init_app(app)
     api.init_app(app)
+    edge.init_app(app, settings)
+    metrics.init_app(app)
     console.init_app(app)
     return app

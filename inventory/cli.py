@@ -107,9 +107,24 @@ def run_as_operator(
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-def serve(host: str, port: int, workers: int) -> None:
-    """Serve the API with gunicorn."""
+@click.option("--workers", default=2, show_default=True, type=int, help="processes")
+@click.option(
+    "--threads", default=4, show_default=True, type=int, help="request threads per process"
+)
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "gunicorn"]),
+    default="granian",
+    show_default=True,
+    help="granian (measured best, notes/16.md) or gunicorn's sync workers behind a buffering proxy",
+)
+def serve(host: str, port: int, workers: int, threads: int, server: str) -> None:
+    """Serve the API (granian's WSGI mode; slow clients cost no thread)."""
+    if server == "granian":
+        from .serving import serve as serve_granian
+
+        serve_granian(host, port, workers, threads)
+        return
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     os.execv(
         gunicorn,

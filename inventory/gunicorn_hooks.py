@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+# gunicorn's own lines (start, workers, timeouts) as JSON, like the app's, wherever it runs.
+logger_class = "inventory.logs.GunicornLogger"
+
 
 def post_worker_init(_worker: Any) -> None:
     """Move the loaded application (SQLAlchemy, marshmallow and Flask objects: hundreds of

@@ -86,6 +86,8 @@ def init_app(app: Flask) -> None:
                 "status": response.status_code,
                 "ms": round(elapsed_ms, 2),
                 "actor": actor.name if actor else None,
+                # the peer, or with Settings.trusted_proxies the client the proxies name
+                "client": request.remote_addr,
             },
         )
         return response

@@ -50,9 +50,14 @@ class Settings:
     end_use_interval: timedelta = timedelta(days=365)
     app_role: str = "inventory_app"
     log_level: str = "INFO"
+    # How many reverse proxies in front of the app to trust for X-Forwarded-For/-Proto (compose: 1
+    # for nginx). 0 ignores the headers: a client could write anything in them.
+    trusted_proxies: int = 0
     # Webhooks: refuse loopback, private and link-local targets unless this is set (tests, labs).
     webhook_allow_private: bool = False
-    webhook_timeout: float = 10.0  # seconds per delivery attempt
+    webhook_timeout: float = 10.0  # seconds per delivery attempt, in all (connect to last byte)
+    # Deliveries in flight at once per worker (threads); at most one per subscription.
+    webhook_concurrency: int = 8
     # A claimed delivery is retried by any worker after this long (a worker died mid-delivery).
     webhook_lease: timedelta = timedelta(seconds=60)
     # Waits between attempts; after the last one the delivery is given up (about 32 hours).
@@ -94,6 +99,8 @@ class Settings:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
         if "INVENTORY_SUBSCRIPTIONS_PER_TOKEN" in env:
             values["subscriptions_per_token"] = int(env["INVENTORY_SUBSCRIPTIONS_PER_TOKEN"])
+        if "INVENTORY_TRUSTED_PROXIES" in env:
+            values["trusted_proxies"] = int(env["INVENTORY_TRUSTED_PROXIES"])
         if "INVENTORY_LOG_ORIGIN" in env:
             values["log_origin"] = env["INVENTORY_LOG_ORIGIN"]
         if "INVENTORY_COSIGNATURE_GRACE" in env:
@@ -115,6 +122,8 @@ def _worker_settings(env: Mapping[str, str]) -> dict[str, object]:
         values["webhook_allow_private"] = flag in ("1", "true", "yes", "on")
     if "INVENTORY_WEBHOOK_TIMEOUT" in env:
         values["webhook_timeout"] = float(env["INVENTORY_WEBHOOK_TIMEOUT"])
+    if "INVENTORY_WEBHOOK_CONCURRENCY" in env:
+        values["webhook_concurrency"] = int(env["INVENTORY_WEBHOOK_CONCURRENCY"])
     if "INVENTORY_WEBHOOK_BACKOFF" in env:  # comma-separated seconds, e.g. "5,30,120"
         values["webhook_backoff"] = tuple(
             _seconds(part) for part in env["INVENTORY_WEBHOOK_BACKOFF"].split(",") if part.strip()

@@ -1,10 +1,19 @@
 """`inventory worker`: the process that delivers alerts and runs the periodic checks.
 
-Each pass fans new outbox events out to subscriptions, delivers what is due, runs the sweep every
-Settings.sweep_interval, and signs an audit checkpoint every Settings.checkpoint_interval (when
-the log has grown), publishing it to monitors as `audit.checkpoint`. SIGTERM or SIGINT lets the
-current delivery finish, then the worker exits 0. A failing pass is logged and retried on the
-next one: the database may be restarting, and the worker must outlive that.
+Each pass fans new outbox events out to subscriptions, starts the deliveries that are due, runs
+the sweep every Settings.sweep_interval, and signs an audit checkpoint every
+Settings.checkpoint_interval (when the log has grown), publishing it to monitors as
+`audit.checkpoint`.
+
+Deliveries are POSTed by a pool of Settings.webhook_concurrency threads, at most one at a time per
+subscription, each within Settings.webhook_timeout in all; this thread only claims and records
+them (short transactions), so it never waits on an endpoint and the sweep and checkpoints keep
+their schedule. An endpoint that keeps failing opens its subscription's circuit
+(services/delivery.py) and holds at most one thread, and only its own deliveries.
+
+SIGTERM or SIGINT lets the deliveries in flight finish (each within its deadline), then the worker
+exits 0. A failing pass is logged and retried on the next one: the database may be restarting,
+and the worker must outlive that.
 """
 
 from __future__ import annotations
@@ -14,10 +23,12 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from types import FrameType, ModuleType
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .clock import utcnow
@@ -53,6 +64,25 @@ def checkpoint_and_publish(uow: UnitOfWork) -> Any:
     return made
 
 
+def checkpoint_if_grown(uow: UnitOfWork) -> Any:
+    """`checkpoint_and_publish`, unless the log has not grown since the last checkpoint, judged
+    under the checkpoint lock: several workers may decide at once that one is due, and the ones
+    that get the lock after the first would otherwise sign a head whose only news is the first's
+    own `audit.checkpoint` record."""
+    checkpoints = importlib.import_module("inventory.services.checkpoints")
+    session = uow.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": checkpoints.CHECKPOINT_LOCK}
+        )
+    head_seq, _hash = audit_log.head(session)
+    latest = checkpoints.latest(session)
+    if head_seq == 0 or (latest is not None and head_seq <= latest.seq + 1):
+        uow.changed_nothing()
+        return None
+    return checkpoint_and_publish(uow)
+
+
 class Worker:
     """One worker process's loop. `clock` and `post` are parameters so tests can drive it."""
 
@@ -74,6 +104,10 @@ class Worker:
         self.post = post
         self.context = Context(actor=operator("worker"), settings=settings)
         self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(
+            max_workers=settings.webhook_concurrency, thread_name_prefix="webhook"
+        )
+        self.in_flight: dict[Future[delivery.Answer], delivery.Claim] = {}
         self._next_sweep: datetime | None = None
         self._next_checkpoint: datetime | None = None
 
@@ -91,35 +125,67 @@ class Worker:
                     self.session.rollback()
                     busy = False
                 if once:
+                    self.finish_in_flight()
                     break
                 if not busy:
-                    self.stopping.wait(self.settings.worker_poll_interval.total_seconds())
+                    self.settle(wait_for=self.settings.worker_poll_interval.total_seconds())
+            self.finish_in_flight()
         finally:
+            self.pool.shutdown(wait=True)
             self.session.close()
             if self._engine is not None:
                 self._engine.dispose()
         log.info("worker stopped")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: finishing the current delivery, then stopping", signum)
+        log.info("signal %d: finishing the deliveries in flight, then stopping", signum)
         self.stopping.set()
 
     def run_pass(self) -> bool:
         """One pass; True if there may be more to do right away."""
         self.run_periodic_checks()
         dispatched = delivery.fan_out(self.session, self.clock())
-        delivered = self.deliver_due(DELIVERIES_PER_PASS)
-        return dispatched == delivery.FAN_OUT_BATCH or delivered == DELIVERIES_PER_PASS
+        self.settle()
+        started = self.dispatch(DELIVERIES_PER_PASS)
+        return dispatched == delivery.FAN_OUT_BATCH or started == DELIVERIES_PER_PASS
 
-    def deliver_due(self, limit: int) -> int:
-        """Deliver up to `limit` due deliveries, one at a time; return how many were attempted."""
-        done = 0
-        while done < limit and not self.stopping.is_set():
-            claim = delivery.claim(self.session, self.clock(), self.settings.webhook_lease)
-            if claim is None:
+    def dispatch(self, limit: int) -> int:
+        """Claim due deliveries and hand them to the pool while it has room (up to `limit`), at
+        most one in flight per subscription; return how many were started."""
+        started = 0
+        while started < limit and not self.stopping.is_set():
+            room = min(limit - started, self.settings.webhook_concurrency - len(self.in_flight))
+            if room <= 0:
                 break
-            answer = delivery.send(claim, self.clock(), self.settings, self.post)
-            outcome = delivery.record(self.session, self.context, claim, answer, self.clock())
+            busy = {claim.subscription_id for claim in self.in_flight.values()}
+            claims = delivery.claim_many(
+                self.session, self.clock(), self.settings.webhook_lease, busy, room
+            )
+            for claim in claims:
+                self.in_flight[self.pool.submit(self._send, claim)] = claim
+            started += len(claims)
+            if len(claims) < room:
+                break
+        return started
+
+    def _send(self, claim: delivery.Claim) -> delivery.Answer:
+        try:
+            return delivery.send(claim, self.clock(), self.settings, self.post)
+        except Exception as error:  # a bug in sending must still be recorded, not lose the claim
+            log.exception("delivery %d: sending failed", claim.delivery_id)
+            return delivery.Answer(None, f"{type(error).__name__}: {error}", 0)
+
+    def settle(self, wait_for: float = 0.0) -> int:
+        """Record the deliveries that have finished (waiting up to `wait_for` seconds for one);
+        return how many were recorded."""
+        if not self.in_flight:
+            if wait_for:
+                self.stopping.wait(wait_for)
+            return 0
+        done, _pending = wait(self.in_flight, timeout=wait_for, return_when=FIRST_COMPLETED)
+        finished = [(self.in_flight.pop(future), future.result()) for future in done]
+        outcomes = delivery.record_many(self.session, self.context, finished, self.clock())
+        for (claim, answer), outcome in zip(finished, outcomes, strict=True):
             level = logging.INFO if outcome == "delivered" else logging.WARNING
             log.log(
                 level,
@@ -131,7 +197,24 @@ class Worker:
                 answer.status_code or answer.error,
                 outcome,
             )
-            done += 1
+        return len(done)
+
+    def finish_in_flight(self) -> None:
+        """Wait for every delivery in flight (each ends by its deadline) and record it."""
+        while self.in_flight:
+            self.settle(wait_for=self.settings.webhook_timeout + 1)
+
+    def deliver_due(self, limit: int) -> int:
+        """Deliver up to `limit` due deliveries through the pool and wait until each is recorded;
+        return how many were attempted."""
+        done = 0
+        while done < limit and not self.stopping.is_set():
+            started = self.dispatch(limit - done)
+            done += started
+            if not started and not self.in_flight:
+                break
+            self.settle(wait_for=self.settings.webhook_timeout + 1)
+        self.finish_in_flight()
         return done
 
     def run_periodic_checks(self) -> None:
@@ -183,4 +266,4 @@ class Worker:
         # A checkpoint appends its own audit record: a head one past it means nothing new.
         if head_seq == 0 or (latest is not None and head_seq <= latest.seq + 1):
             return
-        run_write(self.session, self.context, checkpoint_and_publish, lambda _made, _uow: None)
+        run_write(self.session, self.context, checkpoint_if_grown, lambda _made, _uow: None)

@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: `inventory serve` (gunicorn) started as a subprocess on a
+"""Real servers for end-to-end tests: `inventory serve` (granian) started as a subprocess on a
 free port against a given database, spoken to over plain HTTP, and stopped or killed with -9.
 
     with Server(database_url, tmp_path, workers=4) as server:
@@ -54,13 +54,18 @@ class Reply:
 
 @dataclass
 class Server:
-    """One gunicorn master with `workers` workers, in its own process group so a kill takes all."""
+    """One server with `workers` processes, in its own process group so a kill takes all."""
 
     database_url: str
     instance_dir: Path
     workers: int = 4
     port: int = 0
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the server's processes write their Prometheus counters."""
+        return self.instance_dir / f"metrics-{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -79,7 +84,9 @@ class Server:
             "INVENTORY_INSTANCE_DIR": str(self.instance_dir),
             "INVENTORY_SIGNING_KEY": str(self.instance_dir / "audit-signing-key.pem"),
             "INVENTORY_LOG_LEVEL": "WARNING",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
         }
+        self.metrics_dir.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(INVENTORY), "serve", "--host", "127.0.0.1", "--port", str(self.port)]

@@ -65,6 +65,13 @@ class SubscriptionSchema(Schema):
     created_by = fields.String()
     disabled_at = fields.AwareDateTime(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
+    consecutive_failures = fields.Integer(
+        metadata={"description": "failed delivery attempts in a row (any event)"}
+    )
+    paused_until = fields.AwareDateTime(
+        allow_none=True,
+        metadata={"description": "the endpoint kept failing: no delivery is tried before this"},
+    )
 
 
 class IssuedSubscriptionSchema(SubscriptionSchema):

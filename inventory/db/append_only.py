@@ -76,7 +76,7 @@ UPDATED_COLUMNS = {
     "transfers": ("status", "received_at", "receipt_movement_id", "delivery_verification_ref"),
     "stocktakes": ("status", "closed_at", "closed_by"),
     "end_use_verifications": ("done_at", "recorded_by", "note"),
-    "subscriptions": ("disabled_at", "disabled_reason"),
+    "subscriptions": ("disabled_at", "disabled_reason", "consecutive_failures", "paused_until"),
 }
 
 

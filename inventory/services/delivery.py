@@ -24,23 +24,24 @@ import http.client
 import json
 import logging
 import random
+import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..db.engine import begin_write
 from ..db.models import Delivery, DeliveryAttempt, OutboxEvent, Subscription
 from ..settings import Settings
-from . import audit_log, subscriptions
+from . import audit_log, subscriptions, webhook_urls
 from .subscriptions import Filters
 from .unit_of_work import MAX_ATTEMPTS, RETRYABLE_SQLSTATES, Context, run_write
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 FAN_OUT_BATCH = 500
 MAX_RESPONSE_BYTES = 64 * 1024
+BREAKER_AFTER = 3  # failed attempts in a row that open a subscription's circuit
 
 
 @dataclass(frozen=True)
@@ -182,43 +184,79 @@ def fan_out(session: Session, now: datetime, limit: int = FAN_OUT_BATCH) -> int:
     return bookkeeping(session, step)
 
 
-def claim(session: Session, now: datetime, lease: timedelta) -> Claim | None:
-    """Take the most overdue pending delivery for `lease`, or None if nothing is due."""
+def claim(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    exclude: Collection[uuid.UUID] = (),
+) -> Claim | None:
+    """Take the most overdue pending delivery for `lease`, or None if nothing is due. Deliveries
+    of subscriptions in `exclude` (this worker is already sending to them) and of paused ones
+    (their circuit is open) are left alone."""
+    claims = claim_many(session, now, lease, exclude, 1)
+    return claims[0] if claims else None
 
-    def step(session: Session) -> Claim | None:
-        delivery_id = session.scalar(
-            select(Delivery.id)
+
+def claim_many(
+    session: Session,
+    now: datetime,
+    lease: timedelta,
+    exclude: Collection[uuid.UUID] = (),
+    limit: int = 1,
+) -> list[Claim]:
+    """`claim` up to `limit` deliveries in one transaction, the most overdue first, at most one
+    per subscription."""
+
+    def step(session: Session) -> list[Claim]:
+        query = (
+            select(Delivery.id, Delivery.subscription_id)
             .join(Subscription, Subscription.id == Delivery.subscription_id)
             .where(
                 Delivery.status == "pending",
                 Delivery.next_attempt_at <= now,
                 Subscription.disabled_at.is_(None),
+                or_(Subscription.paused_until.is_(None), Subscription.paused_until <= now),
             )
             .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(1)
+            # a few more than needed: the next ones may belong to subscriptions already chosen
+            .limit(limit * 4)
             .with_for_update(skip_locked=True, of=Delivery)
         )
-        if delivery_id is None:
-            return None
-        delivery = session.get_one(Delivery, delivery_id)
-        subscription = session.get_one(Subscription, delivery.subscription_id)
-        event = session.scalars(
-            select(OutboxEvent).where(OutboxEvent.seq == delivery.event_seq)
-        ).one()
-        # Counted when claimed, so a delivery that kills its worker still runs out of retries.
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + lease
-        return Claim(
-            delivery_id=delivery.id,
-            attempt=delivery.attempts,
-            subscription_id=subscription.id,
-            url=subscription.url,
-            secret=subscription.secret,
-            event_id=event.id,
-            event_type=event.type,
-            occurred_at=event.occurred_at,
-            payload=event.payload,
-        )
+        if exclude:
+            query = query.where(Delivery.subscription_id.not_in(list(exclude)))
+        chosen: dict[uuid.UUID, int] = {}
+        for delivery_id, subscription_id in session.execute(query):
+            if subscription_id not in chosen:
+                chosen[subscription_id] = delivery_id
+                if len(chosen) == limit:
+                    break
+        claims = []
+        for delivery_id in chosen.values():
+            delivery = session.get_one(Delivery, delivery_id)
+            subscription = session.get_one(Subscription, delivery.subscription_id)
+            if subscription.consecutive_failures >= BREAKER_AFTER:
+                # Half-open: this one delivery probes the endpoint; the rest wait for its answer.
+                subscription.paused_until = now + lease
+            event = session.scalars(
+                select(OutboxEvent).where(OutboxEvent.seq == delivery.event_seq)
+            ).one()
+            # Counted when claimed, so a delivery that kills its worker still runs out of retries.
+            delivery.attempts += 1
+            delivery.next_attempt_at = now + lease
+            claims.append(
+                Claim(
+                    delivery_id=delivery.id,
+                    attempt=delivery.attempts,
+                    subscription_id=subscription.id,
+                    url=subscription.url,
+                    secret=subscription.secret,
+                    event_id=event.id,
+                    event_type=event.type,
+                    occurred_at=event.occurred_at,
+                    payload=event.payload,
+                )
+            )
+        return claims
 
     return bookkeeping(session, step)
 
@@ -261,6 +299,30 @@ def record(session: Session, context: Context, claim: Claim, answer: Answer, now
     return run_write(session, context, disable_subscription, lambda outcome, _uow: outcome).body
 
 
+def record_many(
+    session: Session, context: Context, finished: list[tuple[Claim, Answer]], now: datetime
+) -> list[str]:
+    """`record` several attempts: the ones that settle only their delivery in one short
+    transaction (in subscription order, so two workers lock rows in the same order), the ones
+    that end a subscription each through `record`. Outcomes in the order given."""
+    settings = context.settings
+    plain = sorted(
+        (i for i, (c, a) in enumerate(finished) if give_up_reason(c, a, settings) is None),
+        key=lambda i: (str(finished[i][0].subscription_id), finished[i][0].delivery_id),
+    )
+    outcomes: dict[int, str] = {}
+    if plain:
+
+        def step(s: Session) -> list[str]:
+            return [_settle(s, *finished[i], now, settings) for i in plain]
+
+        outcomes.update(zip(plain, bookkeeping(session, step), strict=True))
+    for i, (claim_, answer) in enumerate(finished):
+        if i not in outcomes:
+            outcomes[i] = record(session, context, claim_, answer, now)
+    return [outcomes[i] for i in range(len(finished))]
+
+
 def _settle(
     session: Session, claim: Claim, answer: Answer, now: datetime, settings: Settings
 ) -> str:
@@ -274,6 +336,7 @@ def _settle(
             duration_ms=answer.duration_ms,
         )
     )
+    _trip_or_reset(session, claim, answer, now, settings)
     if delivery.status != "pending":
         return delivery.status  # settled meanwhile: unsubscribed, or retried after the lease
     if answer.ok:
@@ -288,42 +351,145 @@ def _settle(
     return "retry"
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect could point the worker anywhere, past the URL policy: treat 3xx as failure."""
+def _trip_or_reset(
+    session: Session, claim: Claim, answer: Answer, now: datetime, settings: Settings
+) -> None:
+    """The circuit breaker: BREAKER_AFTER failed attempts in a row pause every delivery of the
+    subscription (the backoff schedule's waits, growing while it keeps failing); an answer that
+    succeeds closes it. A dead or slow endpoint then costs one probe per pause, not one attempt
+    (and up to a whole timeout) per pending event."""
+    subscription = session.get_one(Subscription, claim.subscription_id, with_for_update=True)
+    if answer.ok:
+        subscription.consecutive_failures, subscription.paused_until = 0, None
+        return
+    subscription.consecutive_failures += 1
+    over = subscription.consecutive_failures - BREAKER_AFTER
+    if over >= 0 and settings.webhook_backoff:
+        wait = settings.webhook_backoff[min(over, len(settings.webhook_backoff) - 1)]
+        subscription.paused_until = now + wait
+        log.warning(
+            "subscription %s paused until %s after %d failed attempts in a row (last: %s)",
+            subscription.id,
+            subscription.paused_until.isoformat(),
+            subscription.consecutive_failures,
+            answer.error or f"HTTP {answer.status_code}",
+        )
 
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the vetted address, not to whatever the host name resolves to by then."""
+
+    def __init__(self, target: webhook_urls.Target, address: str, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-# No proxies from the environment: the URL policy is checked against the real destination.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects())
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """TLS to the vetted address, with SNI and the certificate checked against the host name."""
+
+    def __init__(self, target: webhook_urls.Target, address: str, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout, context=_TLS)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+_TLS = ssl.create_default_context()
+
+
+class _Deadline:
+    """Shuts the connection's socket when the delivery's total time is up, whatever stage it is
+    in: a per-read timeout alone lets an endpoint that sends a byte now and then hold a
+    delivery for ever."""
+
+    def __init__(self, connection: http.client.HTTPConnection, seconds: float) -> None:
+        self.connection = connection
+        self.expired = False
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self.connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> _Deadline:
+        self.timer.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.timer.cancel()
+        self.connection.close()
 
 
 def post_webhook(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> Answer:
-    """POST `body` to `url` with the standard library, within Settings.webhook_timeout.
+    """POST `body` to `url` within Settings.webhook_timeout in all (connect, TLS, send, headers,
+    body): no redirects, no proxies from the environment.
 
-    The URL policy is checked again here: a host may resolve elsewhere than when it subscribed."""
-    if problem := subscriptions.url_problem(url, allow_private=settings.webhook_allow_private):
-        return Answer(None, f"not sent: {problem}", 0)
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={**headers, "Content-Type": "application/json", "User-Agent": "stockpile-worker"},
-    )
+    The URL is vetted again here against a fresh resolution (a host may resolve elsewhere than when
+    it subscribed), and the connection goes to the address that was vetted."""
     started = time.monotonic()
 
     def elapsed() -> int:
         return int((time.monotonic() - started) * 1000)
 
+    target = webhook_urls.vet(url, allow_private=settings.webhook_allow_private)
+    if isinstance(target, str):
+        return Answer(None, f"not sent: {target}", 0)
+    total = settings.webhook_timeout
+    path = target.parts.path or "/"
+    if target.parts.query:
+        path += "?" + target.parts.query
+    kind = _PinnedHTTPSConnection if target.parts.scheme == "https" else _PinnedHTTPConnection
+    connection = kind(target, target.addresses[0], timeout=total)
+    deadline = _Deadline(connection, total)
     try:
-        with _OPENER.open(request, timeout=settings.webhook_timeout) as response:
+        with deadline:
+            # Each vetted address in turn until one accepts the connection (a name may have
+            # an IPv6 address the worker cannot reach, and an IPv4 one it can).
+            for n, address in enumerate(target.addresses):
+                if n:
+                    connection.close()
+                    remaining = max(0.001, total - (time.monotonic() - started))
+                    connection = kind(target, address, timeout=remaining)
+                    deadline.connection = connection
+                try:
+                    connection.connect()
+                    break
+                except OSError:
+                    if n == len(target.addresses) - 1 or deadline.expired:
+                        raise
+            connection.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    **headers,
+                    "Content-Type": "application/json",
+                    "User-Agent": "stockpile-worker",
+                },
+            )
+            response = connection.getresponse()
             response.read(MAX_RESPONSE_BYTES)
-            return Answer(int(response.status), None, elapsed())
-    except urllib.error.HTTPError as error:
-        error.close()
-        return Answer(error.code, f"HTTP {error.code} {error.reason}", elapsed())
-    except urllib.error.URLError as error:
-        return Answer(None, f"{type(error.reason).__name__}: {error.reason}", elapsed())
+            status = int(response.status)
     except (OSError, http.client.HTTPException, ValueError) as error:
+        if deadline.expired:
+            return Answer(None, f"timed out: no full answer within {total:g} s", elapsed())
         return Answer(None, f"{type(error).__name__}: {error}", elapsed())
+    if deadline.expired:
+        return Answer(None, f"timed out: no full answer within {total:g} s", elapsed())
+    if 300 <= status < 400:
+        # A redirect could point the worker anywhere, past the URL rule: it counts as a failure.
+        return Answer(status, f"HTTP {status}: redirects are not followed", elapsed())
+    failure = None if 200 <= status < 300 else f"HTTP {status} {response.reason}"
+    return Answer(status, failure, elapsed())

@@ -10,16 +10,13 @@ through). URLs must be http(s), carry no credentials, and — unless Settings.we
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import secrets
-import socket
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Select, false, select, update
 from sqlalchemy.orm import Session
@@ -32,6 +29,7 @@ from ..domain.policy import Action
 from . import accountability
 from .errors import Conflict, Invalid, NotFound
 from .unit_of_work import UnitOfWork
+from .webhook_urls import Resolver, resolve_host, url_problem
 
 EVENT_TYPES = (
     "audit.checkpoint",
@@ -43,7 +41,6 @@ EVENT_TYPES = (
 )
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
-Resolver = Callable[[str], list[str]]
 
 
 @dataclass(frozen=True)
@@ -97,49 +94,6 @@ def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def resolve_host(host: str) -> list[str]:
-    """Every address `host` resolves to (empty when it does not resolve)."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return []
-    return sorted({str(info[4][0]) for info in infos})
-
-
-def url_problem(url: str, *, allow_private: bool, resolve: Resolver | None = None) -> str | None:
-    """Why the worker must not POST to `url`, or None if it may."""
-    resolve = resolve or resolve_host
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return f"{url!r} is not a URL"
-    if parts.scheme not in ("http", "https"):
-        return "the URL must start with http:// or https://"
-    if parts.username is not None or parts.password is not None:
-        return "the URL must not carry credentials (user:password@); authenticate by the signature"
-    host = parts.hostname
-    if not host:
-        return "the URL has no host"
-    if allow_private:
-        return None
-    try:
-        addresses = [ipaddress.ip_address(host)]
-        how = "is"
-    except ValueError:
-        addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolve(host)]
-        how = "resolves to"
-        if not addresses:
-            return f"the host {host} does not resolve"
-    for address in addresses:
-        if not address.is_global or address.is_multicast:
-            return (
-                f"the host {host} {how} {address}, a loopback, private, link-local or reserved "
-                "address; webhooks go to public endpoints only"
-            )
-    return None
-
-
 def _filter_list(values: Iterable[str] | None) -> str | None:
     return None if values is None else json.dumps(sorted(set(values)))
 
@@ -156,7 +110,7 @@ def create_subscription(
 ) -> IssuedSubscription:
     """Subscribe `url` to `events` (with optional filters); the secret is returned only here."""
     if problem := url_problem(
-        url, allow_private=uow.settings.webhook_allow_private, resolve=resolve
+        url, allow_private=uow.settings.webhook_allow_private, resolve=resolve or resolve_host
     ):
         raise Invalid(problem, field="url")
     if not events:
@@ -301,6 +255,8 @@ def describe(subscription: Subscription) -> dict[str, Any]:
         "created_by": subscription.created_by,
         "disabled_at": subscription.disabled_at,
         "disabled_reason": subscription.disabled_reason,
+        "consecutive_failures": subscription.consecutive_failures or 0,
+        "paused_until": subscription.paused_until,
     }
 
 

@@ -3,7 +3,7 @@ recovered_elsewhere), status changes only through discrepancy events, the applic
 UPDATE narrowed to the columns it changes, subscriptions owned by a token, active token names unique
 
 Revision ID: 0005
-Revises: 0007 (issues 21 and 18 landed first)
+Revises: 0009 (issues 21, 18 and 16 landed first)
 Create Date: 2026-12-02 02:45:00.000000
 """
 
@@ -39,7 +39,7 @@ DISCREPANCY_KINDS = (
     "recovered_elsewhere",
 )
 revision: str = "0005"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -231,6 +231,10 @@ class Subscription(Base):
     token_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
+    # The circuit breaker (services/delivery.py): failed attempts in a row, across deliveries, and
+    # until when none of this subscription's deliveries is tried.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Delivery(Base):
