@@ -103,8 +103,9 @@ def _narrow_updates(role: str) -> str:
 
 def narrow_app_role() -> None:
     """Take from the application role the UPDATEs it does not need (NEVER_UPDATED,
-    UPDATED_COLUMNS) and DELETE on discrepancies, granting nothing else: order-independent of
-    migrations that grant their own tables (PostgreSQL; a no-op elsewhere)."""
+    UPDATED_COLUMNS) and DELETE on discrepancies, granting nothing else (PostgreSQL; a no-op
+    elsewhere). Every column listed must exist: a migration that re-applies `grant_app_role`
+    (which grants UPDATE on every table) must call this after it."""
     if op.get_bind().dialect.name != "postgresql":
         return
     role = app_role()
@@ -128,7 +129,6 @@ def grant_app_role(append_only_tables: list[str]) -> None:
     )
     # The chain head is one row the app moves forward (UPDATE) but never adds or removes.
     revokes += f"REVOKE INSERT, DELETE, TRUNCATE ON audit_head FROM {role}; "
-    revokes += _narrow_updates(role)
     op.execute(
         f"""DO $$ BEGIN
         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
