@@ -53,6 +53,8 @@ class Settings:
     # How many reverse proxies in front of the app to trust for X-Forwarded-For/-Proto (compose: 1
     # for nginx). 0 ignores the headers: a client could write anything in them.
     trusted_proxies: int = 0
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
     # Webhooks: refuse loopback, private and link-local targets unless this is set (tests, labs).
     webhook_allow_private: bool = False
     webhook_timeout: float = 10.0  # seconds per delivery attempt, in all (connect to last byte)
@@ -101,6 +103,12 @@ class Settings:
             values["subscriptions_per_token"] = int(env["INVENTORY_SUBSCRIPTIONS_PER_TOKEN"])
         if "INVENTORY_TRUSTED_PROXIES" in env:
             values["trusted_proxies"] = int(env["INVENTORY_TRUSTED_PROXIES"])
+        if "INVENTORY_CORS_ORIGINS" in env:  # comma-separated, e.g. "https://a.example,https://b"
+            values["cors_origins"] = tuple(
+                part.strip().rstrip("/")
+                for part in env["INVENTORY_CORS_ORIGINS"].split(",")
+                if part.strip()
+            )
         if "INVENTORY_LOG_ORIGIN" in env:
             values["log_origin"] = env["INVENTORY_LOG_ORIGIN"]
         if "INVENTORY_COSIGNATURE_GRACE" in env:

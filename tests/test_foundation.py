@@ -177,9 +177,10 @@ def test_idempotency_key_replays_and_refuses_another_body(api: Api) -> None:
     again = api.post("/api/v1/depots", json={"code": code, "name": "x"}, headers=headers)
     assert first.status_code == again.status_code == 201
     assert first.get_json() == again.get_json() and again.headers["Idempotent-Replayed"] == "true"
-    assert_problem(
-        api.post("/api/v1/depots", json={"code": code, "name": "y"}, headers=headers), 409
+    reused = assert_problem(
+        api.post("/api/v1/depots", json={"code": code, "name": "y"}, headers=headers), 422
     )
+    assert reused["type"].endswith("/idempotency-key-reused")
 
 
 def test_unexpected_errors_are_500_problems_with_a_request_id(

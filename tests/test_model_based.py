@@ -309,7 +309,8 @@ class CustodyMachine(RuleBasedStateMachine):
             return
         earlier = data.draw(st.sampled_from(self.keyed), label="reuse key")
         response = self._post({**earlier.body, "note": unique("other")}, earlier.key)
-        assert response.status_code == 409, response.get_json()
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["type"].endswith("/idempotency-key-reused")
         assert earlier.key in response.get_json()["detail"]
 
     @rule(

@@ -13,11 +13,13 @@ from . import (
     audit,
     auth,
     context,
+    conventions,
     discrepancies,
     health,
     input_limits,
     log,
     movements,
+    openapi,
     problems,
     reference,
     reports,
@@ -68,6 +70,7 @@ def init_app(app: Flask) -> None:
     )
     context.init_app(app)
     auth.init_app(app)
+    conventions.init_app(app)
     input_limits.init_app(app)
     app.register_blueprint(health.blp)
 
@@ -78,6 +81,7 @@ def init_app(app: Flask) -> None:
     api = StockpileApi(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)
+    openapi.install(api)
     problems.init_app(app)
 
 

@@ -21,10 +21,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 API_PREFIX = "/api/v1/"
 PUBLIC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui", "docs_assets.static"}
 ALL_ROLES = tuple(Role)
+REALM = "stockpile"
 
 
 class Unauthorized(ServiceError):
+    """A 401 with its RFC 6750 challenge: `error="invalid_token"` only when a token was sent."""
+
     status, title, type_slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str, *, token_sent: bool = False) -> None:
+        super().__init__(detail)
+        challenge = f'Bearer realm="{REALM}"'
+        if token_sent:
+            challenge += f', error="invalid_token", error_description="{detail}"'
+        self.headers = {"WWW-Authenticate": challenge}
 
 
 def allow(*roles: Role) -> Callable[[F], F]:
@@ -65,6 +75,8 @@ def init_app(app: Flask) -> None:
     def authenticate() -> None:
         if not request.path.startswith(API_PREFIX) or request.endpoint in PUBLIC_ENDPOINTS:
             return
+        if request.method == "OPTIONS":
+            return  # a CORS preflight carries no credentials; it learns only the methods allowed
         header = request.headers.get("Authorization", "")
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
@@ -76,5 +88,5 @@ def init_app(app: Flask) -> None:
         actor = tokens.authenticate(session, secret.strip())
         session.rollback()  # the lookup's read transaction ends here; writes begin their own
         if actor is None:
-            raise Unauthorized("the token is unknown or revoked")
+            raise Unauthorized("the token is unknown or revoked", token_sent=True)
         g.actor = actor

@@ -91,9 +91,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
-        return problem(
+        response = problem(
             error.status, error.title, error.detail, slug=error.type_slug, errors=error.errors
         )
+        response.headers.update(getattr(error, "headers", {}))
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:

@@ -29,6 +29,13 @@ class Conflict(ServiceError):
     status, title, type_slug = 409, "Conflict with the books", "conflict"
 
 
+class IdempotencyKeyReused(ServiceError):
+    """An Idempotency-Key sent again with a different request: the client's mistake, not a
+    refusal by the books, so it has its own problem type (as the IETF idempotency-key draft)."""
+
+    status, title, type_slug = 422, "Idempotency-Key reused", "idempotency-key-reused"
+
+
 class Invalid(ServiceError):
     status, title, type_slug = 422, "Invalid input", "validation"
 

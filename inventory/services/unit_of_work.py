@@ -31,7 +31,7 @@ from ..db.models import IdempotentResponse, OutboxEvent
 from ..domain.actors import Actor
 from ..settings import Settings
 from . import audit_log
-from .errors import Conflict
+from .errors import Conflict, IdempotencyKeyReused, ServiceError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -171,6 +171,14 @@ def run_write(
                 "the books changed while this request was being posted (a concurrent request "
                 "registered or moved the same items); read the current state and retry"
             ) from error
+        except ServiceError:
+            session.rollback()
+            if idempotency is not None and (earlier := _remembered(session, idempotency)):
+                session.rollback()
+                # A duplicate that queued behind the first request's locks finds the books
+                # already changed by it: it gets the first response, not a refusal.
+                return earlier
+            raise
         except DBAPIError as error:
             session.rollback()
             sqlstate = getattr(error.orig, "sqlstate", None)
@@ -193,10 +201,11 @@ def _remembered(session: Session, key: IdempotencyKey) -> Outcome[Any] | None:
     if stored is None:
         return None
     if stored.request_sha256 != key.request_sha256:
-        raise Conflict(
+        detail = (
             f"Idempotency-Key {key.key!r} was already used for a different request; "
             "use a new key for a new request"
         )
+        raise IdempotencyKeyReused(detail, errors={"Idempotency-Key": [detail]})
     return Outcome(stored.status, json.loads(stored.body), replayed=True)
 
 
