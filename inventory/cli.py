@@ -25,7 +25,7 @@ from .clock import utcnow
 from .db import migrate
 from .db.engine import make_engine, make_session_factory
 from .domain.actors import operator
-from .services import audit_log, audit_verifications, checkpoints, projection, tokens
+from .services import audit_log, audit_verifications, checkpoints, integrity, projection, tokens
 from .services.errors import ServiceError
 from .services.unit_of_work import Context, UnitOfWork, run_write
 from .settings import Settings
@@ -232,18 +232,26 @@ def ledger() -> None:
 @ledger.command("rebuild")
 @click.option("--check", "check_only", is_flag=True, help="compare only; exit 1 on differences")
 def ledger_rebuild(check_only: bool) -> None:
-    """Recompute current holdings from the ledger: compare them, or replace them."""
+    """Recompute current holdings from the ledger: compare them, or replace them. --check also
+    holds each discrepancy to its events and each active token to its audit record."""
     settings = Settings.from_env()
     if check_only:
         with open_session(settings) as session:
             differences = projection.check(session)
+            mismatches = integrity.check(session)
         for difference in differences[:100]:
             click.echo(
                 f"{difference.subject}: ledger says {difference.ledger}, "
                 f"holdings say {difference.projection}"
             )
         click.echo(f"{len(differences)} differences between the ledger and current holdings")
-        sys.exit(1 if differences else 0)
+        for mismatch in mismatches[:100]:
+            click.echo(f"{mismatch.subject}: appended {mismatch.appended}, row {mismatch.stored}")
+        click.echo(
+            f"{len(mismatches)} discrepancies or tokens that disagree with their events or "
+            "audit records"
+        )
+        sys.exit(1 if differences or mismatches else 0)
     repaired = run_as_operator(settings, projection.rebuild, lambda count, _uow: count)
     click.echo(f"holdings rebuilt from the ledger; {repaired} differences repaired")
 

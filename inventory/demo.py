@@ -61,7 +61,7 @@ def prepare(
     for role in Role:
         issue = partial(
             tokens.create_token,
-            name=f"demo {role}",
+            name=tokens.free_name(session, f"demo {role}"),
             role=str(role),
             depots=[DEMO_DEPOT] if role is Role.CLERK else [],
         )

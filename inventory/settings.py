@@ -76,6 +76,9 @@ class Settings:
     worker_poll_interval: timedelta = timedelta(seconds=1)
     sweep_interval: timedelta = timedelta(minutes=1)
     checkpoint_interval: timedelta = timedelta(hours=1)
+    # Active webhook subscriptions one monitor's token may hold (INVENTORY_SUBSCRIPTIONS_PER_TOKEN;
+    # admins are not capped).
+    subscriptions_per_token: int = 20
     # The transparency log's origin line and note key name (one per deployment), and how long a
     # signed tree head may wait for a witness's cosignature before it is flagged.
     log_origin: str = "stockpile.invalid/audit-log"
@@ -104,6 +107,8 @@ class Settings:
             values["app_role"] = env["INVENTORY_APP_ROLE"]
         if "INVENTORY_LOG_LEVEL" in env:
             values["log_level"] = env["INVENTORY_LOG_LEVEL"]
+        if "INVENTORY_SUBSCRIPTIONS_PER_TOKEN" in env:
+            values["subscriptions_per_token"] = int(env["INVENTORY_SUBSCRIPTIONS_PER_TOKEN"])
         if "INVENTORY_TRUSTED_PROXIES" in env:
             values["trusted_proxies"] = int(env["INVENTORY_TRUSTED_PROXIES"])
         if "INVENTORY_CORS_ORIGINS" in env:  # comma-separated, e.g. "https://a.example,https://b"

@@ -46,8 +46,10 @@ def test_each_write_appends_one_record_with_what_changed(api: Api) -> None:
     )
     assert created.status_code == 201
     [record] = records(api, auditor, subject=f"depot:{code}")
-    assert record["action"] == "depot.create" and record["request_id"] == f"req-{code}"
+    assert record["action"] == "depot.create" and record["client_request_id"] == f"req-{code}"
+    assert record["request_id"] == created.headers["X-Request-ID"] != f"req-{code}"
     assert record["actor"] == "test admin" and record["role"] == "admin"
+    assert record["token_id"] is not None
     assert record["changes"] == {"code": code, "name": "North", "country": "XX"}
     assert len(record["hash"]) == len(record["prev_hash"]) == HEX64
     assert record["recorded_at"].endswith("+00:00")

@@ -91,15 +91,16 @@ def build_arena(server: Server, token: str) -> Arena:
 def random_movement(arena: Arena, rng: random.Random) -> dict[str, Any]:
     kind = rng.choice(["issue", "issue", "return", "return", "loss", "recovery", "expenditure"])
     custody = arena.depots + arena.units
+    issuer = rng.randrange(len(arena.depots))  # a depot issues to its own unit only
     source = {
-        "issue": rng.choice(arena.depots),
+        "issue": arena.depots[issuer],
         "return": rng.choice(arena.units),
         "loss": rng.choice(custody),
         "recovery": "lost:LOST",
         "expenditure": rng.choice(custody),
     }[kind]
     destination = {
-        "issue": rng.choice(arena.units),
+        "issue": arena.units[issuer],
         "return": rng.choice(arena.depots),
         "recovery": rng.choice(arena.depots),
     }.get(kind)
@@ -113,7 +114,10 @@ def random_movement(arena: Arena, rng: random.Random) -> dict[str, Any]:
     body["lines"] = lines
     if destination:
         body["to"] = destination
+    # A return or recovery may cross depots (a document) and settle an open loss (a case).
+    body["document_ref"] = "DOC-1"
     extra = {"issue": ("due_back_at", ago(days=-3)), "loss": ("case_ref", "C-1")}
+    extra["recovery"] = ("case_ref", "C-2")
     extra["expenditure"] = ("reason", "drill")
     if kind in extra:
         body[extra[kind][0]] = extra[kind][1]

@@ -193,6 +193,22 @@ def test_webhook_bodies_match_their_documented_schemas(
     ).get_json()
     receipt = {"received_at": ago(seconds=0), "lines": []}  # nothing arrived: a shortfall
     api.post(f"/api/v1/transfers/{transfer['id']}/receipt", json=receipt)  # transfer.received
+    world.receive([serial + "-L"])
+    for kind, extra in (
+        ("loss", {"from": f"depot:{world.depot}"}),
+        ("recovery", {"from": "lost", "to": f"depot:{world.depot}"}),  # weapon.recovered
+    ):
+        moved = api.post(
+            "/api/v1/movements",
+            json={
+                "kind": kind,
+                **extra,
+                "occurred_at": ago(minutes=1),
+                "case_ref": "CASE-HOOK",
+                "lines": [{"serial": serial + "-L"}],
+            },
+        )
+        assert moved.status_code == 201, moved.get_json()
     settings_ = app.extensions["inventory.settings"]
     session = app.extensions["inventory.sessions"]()
     try:  # audit.checkpoint, as the worker signs and publishes it

@@ -207,6 +207,7 @@ def test_loss_recovery_and_destruction(world: World) -> None:
                 "from": "lost",
                 "to": f"depot:{world.depot}",
                 "occurred_at": ago(minutes=5),
+                "case_ref": "CASE-1",  # it settles the open reported loss
                 "lines": [{"serial": lost}],
             },
         ).status_code

@@ -220,8 +220,11 @@ class CustodyMachine(RuleBasedStateMachine):
     @rule(data=st.data(), kind=st.sampled_from(sorted(ROUTES)))
     def move(self, data: st.DataObject, kind: str) -> None:
         sources, destinations = ROUTES[kind]
-        source = self.ref[data.draw(st.sampled_from(sources), label="from")]
+        source_name = data.draw(st.sampled_from(sources), label="from")
+        source = self.ref[source_name]
         destination = self.ref[data.draw(st.sampled_from(destinations), label="to")]
+        if kind == "issue":  # a depot issues to its own units (the policy refuses others')
+            destination = self.ref[source_name.replace("depot", "unit")]
         serials: list[str] = []
         if kind != "expenditure" and self.books.where:
             everything = sorted(self.books.where)
@@ -244,6 +247,7 @@ class CustodyMachine(RuleBasedStateMachine):
             "from": source,
             "occurred_at": ago(minutes=5),
             "lines": self._lines(serials, lots),
+            "document_ref": unique("DOC"),  # a return or recovery may cross depots
         }
         if kind in ("issue", "return", "recovery"):
             body["to"] = destination
@@ -251,6 +255,7 @@ class CustodyMachine(RuleBasedStateMachine):
             {
                 "issue": {"due_back_at": ago(days=-30)},
                 "loss": {"case_ref": unique("CASE")},
+                "recovery": {"case_ref": unique("CASE")},  # it may settle an open loss
                 "expenditure": {"reason": "training"},
             }.get(kind, {})
         )

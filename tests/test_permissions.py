@@ -9,8 +9,9 @@ Every registered route must have a row: a new route without one fails
 `test_every_route_is_in_the_matrix`. To add a route, append a `Row` to MATRIX: the method, the
 path (a template over `Scene` fields, or a function of the scene for a fresh object per call), a
 body factory, and the five expectations in ROLES order. Expectations: OK (2xx), DENIED (403),
-HIDDEN (403 or 404: outside the clerk's depots), GATE (the role passes the gate: not 401/403 and
-never 5xx; use it until the row has a body factory that makes the call succeed, then tighten it).
+NOT_FOUND (404: what a clerk is told of another depot's things, or a monitor of another's
+subscription), HIDDEN (403 or 404), GATE (the role passes the gate: not 401/403 and never 5xx;
+use it until the row has a body factory that makes the call succeed, then tighten it).
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
 from inventory.api.auth import PUBLIC_ENDPOINTS
+from inventory.db.models import EndUseVerification, Holder, Stocktake
 
 from .conftest import Api, unique
 from .ledger_helpers import World, ago, make_world
 
 ROLES = ("admin", "clerk_own", "clerk_other", "auditor", "monitor")
-OK, DENIED, HIDDEN, GATE = "2xx", "403", "403/404", "gate"
+OK, DENIED, NOT_FOUND, HIDDEN, GATE = "2xx", "403", "404", "403/404", "gate"
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Scene:
     weapon: str
     lot: str
     movement: str
+    app: Flask
     values: dict[str, str] = field(default_factory=dict)
 
     def fresh_weapon(self) -> str:
@@ -62,6 +67,8 @@ class Row:
     expect: tuple[str, str, str, str, str]  # in ROLES order
     body: Body | None = None
     rule: str = ""  # the Flask rule when `path` is a function (e.g. a fresh token to revoke)
+    # False where clerk_other rightly sees the scene depot's stock (a transfer to their depot).
+    private: bool = True
 
     @property
     def route(self) -> str:
@@ -112,6 +119,116 @@ def _empty(scene: Scene) -> dict[str, Any]:
     return {}
 
 
+def _later() -> str:
+    return (datetime.now(UTC) + timedelta(days=10)).isoformat()
+
+
+def _dispatch(scene: Scene, to: str) -> str:
+    """A fresh weapon of the scene's depot dispatched to `to`; the serial goes in values."""
+    serial = scene.fresh_weapon()
+    scene.values["in_transit"] = serial
+    response = scene.world.api.post(
+        "/api/v1/transfers",
+        json={
+            "from": f"depot:{scene.world.depot}",
+            "to": to,
+            "expected_by": _later(),
+            "end_user_ref": unique("EUC"),
+            "document_ref": unique("EXP"),
+            "lines": [{"serial": serial}],
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    return str(response.get_json()["id"])
+
+
+def _transfer_order(scene: Scene) -> dict[str, Any]:
+    return {
+        "document_ref": unique("TO"),
+        "from": f"depot:{scene.world.depot}",
+        "to": f"depot:{scene.world.other_depot}",
+        "expected_by": _later(),
+        "lines": [{"serial": scene.fresh_weapon()}],
+    }
+
+
+def _arrived(scene: Scene) -> dict[str, Any]:
+    received_at = datetime.now(UTC).isoformat()  # after the dispatch, which is the server's now
+    return {"received_at": received_at, "lines": [{"serial": scene.values["in_transit"]}]}
+
+
+def _no_open_stocktake(scene: Scene) -> dict[str, Any]:
+    """Close whatever stocktake of the scene's depot is open; the body that opens the next."""
+    session = scene.app.extensions["inventory.sessions"]()
+    try:
+        open_ids = session.scalars(
+            select(Stocktake.id)
+            .join(Holder, Holder.id == Stocktake.depot_id)
+            .where(Holder.code == scene.world.depot, Stocktake.status == "open")
+        ).all()
+    finally:
+        session.close()
+    for stocktake_id in open_ids:
+        closed = scene.world.api.post(f"/api/v1/stocktakes/{stocktake_id}/close")
+        assert closed.status_code == 200, closed.get_json()
+    return {"depot": scene.world.depot}
+
+
+def _fresh_stocktake(scene: Scene) -> str:
+    opened = scene.world.api.post("/api/v1/stocktakes", json=_no_open_stocktake(scene))
+    assert opened.status_code == 201, opened.get_json()
+    return str(opened.get_json()["id"])
+
+
+def _subscription(scene: Scene, token: str) -> str:
+    made = scene.world.api.post(
+        "/api/v1/subscriptions",
+        json={"url": f"https://93.184.215.14/perm?{unique()}", "events": ["discrepancy.opened"]},
+        token=token,
+    )
+    assert made.status_code == 201, made.get_json()
+    return str(made.get_json()["id"])
+
+
+def _hook(scene: Scene) -> dict[str, Any]:
+    return {"url": f"https://93.184.215.14/perm?{unique()}", "events": ["discrepancy.opened"]}
+
+
+def _verification(scene: Scene) -> str:
+    """A fresh export to the scene's partner state, delivered: its first scheduled check."""
+    transfer = _dispatch(scene, f"party:{scene.values['partner']}")
+    confirmed = scene.world.api.post(
+        f"/api/v1/transfers/{transfer}/receipt",
+        json={**_arrived(scene), "delivery_verification_ref": unique("DV")},
+    )
+    assert confirmed.status_code == 201, confirmed.get_json()
+    session = scene.app.extensions["inventory.sessions"]()
+    try:
+        return str(
+            session.scalar(
+                select(EndUseVerification.id).where(
+                    EndUseVerification.transfer_id == uuid.UUID(transfer)
+                )
+            )
+        )
+    finally:
+        session.close()
+
+
+def _seen(scene: Scene) -> dict[str, Any]:
+    checked_at = datetime.now(UTC).isoformat()
+    return {"checked_at": checked_at, "seen": [{"serial": scene.values["in_transit"]}]}
+
+
+def _sighting(scene: Scene) -> dict[str, Any]:
+    return {
+        "serial": unique("SEEN"),
+        "observed_at": ago(hours=1),
+        "place": "market",
+        "circumstances": "photographed",
+    }
+
+
 def _witness_key() -> str:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -160,49 +277,83 @@ MATRIX: list[Row] = [
     everyone_reads("/api/v1/lots/{lot}"),  # the lot is catalogue data; balances are scoped
     everyone_reads("/api/v1/lots/{lot}/history"),
     depot_scoped_read("/api/v1/holdings?holder=depot:{depot}"),
-    # Landed alongside this suite; their rows check the role gate until they get body factories.
+    # Transfers: the origin's clerks dispatch and cancel, the destination's receive; a clerk of
+    # neither end is told nothing (404).
     Row("GET", "/api/v1/transfers", (OK, OK, OK, OK, OK)),
-    Row("POST", "/api/v1/transfers", (GATE, GATE, GATE, DENIED, DENIED), _empty),
-    Row("GET", "/api/v1/transfers/{nobody}", (GATE, GATE, GATE, GATE, GATE)),
-    Row("POST", "/api/v1/transfers/{nobody}/receipt", (GATE, GATE, GATE, DENIED, GATE), _empty),
-    Row("POST", "/api/v1/transfers/{nobody}/cancel", (GATE, GATE, GATE, DENIED, DENIED), _empty),
+    Row("POST", "/api/v1/transfers", (OK, OK, DENIED, DENIED, DENIED), _transfer_order),
     Row(
-        "POST",
-        "/api/v1/stocktakes",
-        (OK, GATE, HIDDEN, DENIED, DENIED),  # the clerk's is a 409: the admin's is still open
-        lambda s: {"depot": s.world.depot},
+        "GET",
+        lambda s: f"/api/v1/transfers/{_dispatch(s, 'depot:' + s.values['third'])}",
+        (OK, OK, NOT_FOUND, OK, OK),
+        rule="/api/v1/transfers/{id}",
     ),
-    Row("POST", "/api/v1/stocktakes/{nobody}/counts", (GATE, GATE, GATE, DENIED, DENIED), _empty),
-    Row("POST", "/api/v1/stocktakes/{nobody}/close", (GATE, GATE, GATE, DENIED, DENIED)),
-    everyone_reads("/api/v1/discrepancies"),
-    Row("GET", "/api/v1/discrepancies/{nobody}", (GATE, GATE, GATE, GATE, GATE)),
     Row(
         "POST",
-        "/api/v1/discrepancies/{nobody}/events",
-        (GATE, GATE, GATE, GATE, DENIED),
+        lambda s: f"/api/v1/transfers/{_dispatch(s, 'depot:' + s.world.other_depot)}/receipt",
+        (OK, DENIED, OK, DENIED, DENIED),  # clerk_other is the destination's clerk
+        _arrived,
+        rule="/api/v1/transfers/{id}/receipt",
+        private=False,
+    ),
+    Row(
+        "POST",
+        lambda s: f"/api/v1/transfers/{_dispatch(s, 'depot:' + s.world.other_depot)}/cancel",
+        (OK, OK, DENIED, DENIED, DENIED),
+        _empty,
+        rule="/api/v1/transfers/{id}/cancel",
+    ),
+    # Stocktakes: the depot's clerks; another depot's stocktake does not exist for a clerk.
+    Row("POST", "/api/v1/stocktakes", (OK, OK, DENIED, DENIED, DENIED), _no_open_stocktake),
+    Row(
+        "POST",
+        lambda s: f"/api/v1/stocktakes/{_fresh_stocktake(s)}/counts",
+        (OK, OK, NOT_FOUND, DENIED, DENIED),
+        lambda s: {"lines": [{"serial": s.serial}]},
+        rule="/api/v1/stocktakes/{id}/counts",
+    ),
+    Row(
+        "POST",
+        lambda s: f"/api/v1/stocktakes/{_fresh_stocktake(s)}/close",
+        (OK, OK, NOT_FOUND, DENIED, DENIED),
+        rule="/api/v1/stocktakes/{id}/close",
+    ),
+    # Discrepancies: everyone reads within scope; clerks note, auditors and admins drive them.
+    everyone_reads("/api/v1/discrepancies"),
+    Row("GET", "/api/v1/discrepancies/{discrepancy}", (OK, OK, NOT_FOUND, OK, OK)),
+    Row(
+        "POST",
+        "/api/v1/discrepancies/{discrepancy}/events",
+        (OK, OK, NOT_FOUND, OK, DENIED),
         lambda s: {"action": "note", "note": "x"},
     ),
     Row("POST", "/api/v1/sweep", (OK, DENIED, DENIED, DENIED, DENIED)),
     Row("GET", "/api/v1/reports/accountability", (OK, OK, OK, OK, OK)),
     Row("GET", "/api/v1/alerts", (OK, DENIED, DENIED, OK, OK)),
+    # Subscriptions belong to the token that made them; admins see all.
     Row("GET", "/api/v1/subscriptions", (OK, DENIED, DENIED, DENIED, OK)),
-    Row("POST", "/api/v1/subscriptions", (GATE, DENIED, DENIED, DENIED, GATE), _empty),
-    Row("GET", "/api/v1/subscriptions/{nobody}", (GATE, DENIED, DENIED, DENIED, GATE)),
-    Row("DELETE", "/api/v1/subscriptions/{nobody}", (GATE, DENIED, DENIED, DENIED, GATE)),
+    Row("POST", "/api/v1/subscriptions", (OK, DENIED, DENIED, DENIED, OK), _hook),
+    Row("GET", "/api/v1/subscriptions/{theirs}", (OK, DENIED, DENIED, DENIED, NOT_FOUND)),
+    Row(
+        "DELETE",
+        lambda s: f"/api/v1/subscriptions/{_subscription(s, s.tokens['monitor'])}",
+        (OK, DENIED, DENIED, DENIED, OK),
+        rule="/api/v1/subscriptions/{id}",
+    ),
     Row(
         "GET",
-        "/api/v1/subscriptions/{nobody}/deliveries",
-        (GATE, DENIED, DENIED, DENIED, GATE),
+        "/api/v1/subscriptions/{mine}/deliveries",
+        (OK, DENIED, DENIED, DENIED, OK),
     ),
-    Row("POST", "/api/v1/sightings", (GATE, DENIED, DENIED, DENIED, GATE), _empty),
+    Row("POST", "/api/v1/sightings", (OK, DENIED, DENIED, DENIED, OK), _sighting),
     Row("GET", "/api/v1/trace?serial={serial}", (OK, DENIED, DENIED, OK, OK)),
     Row("GET", "/api/v1/verifications", (OK, DENIED, DENIED, OK, OK)),
-    Row("GET", "/api/v1/verifications/{nobody}", (GATE, DENIED, DENIED, GATE, GATE)),
+    Row("GET", "/api/v1/verifications/{verification}", (OK, DENIED, DENIED, OK, OK)),
     Row(
         "POST",
-        "/api/v1/verifications/{nobody}/result",
-        (GATE, DENIED, DENIED, DENIED, GATE),
-        _empty,
+        lambda s: f"/api/v1/verifications/{_verification(s)}/result",
+        (OK, DENIED, DENIED, DENIED, OK),
+        _seen,
+        rule="/api/v1/verifications/{id}/result",
     ),
 ]
 
@@ -245,9 +396,33 @@ def scene(app: Flask, admin_token: str) -> Iterator[Scene]:
     }
     ids = {line.get("serial") or line["lot_number"]: line for line in receipt["lines"]}
     scene = Scene(
-        world, tokens, serial, ids[serial]["weapon_id"], ids[lot]["lot_id"], receipt["id"]
+        world, tokens, serial, ids[serial]["weapon_id"], ids[lot]["lot_id"], receipt["id"], app
     )
-    scene.values = {
+    third, partner = unique("D"), unique("PARTNER")
+    assert api.post("/api/v1/depots", json={"code": third, "name": third}).status_code == 201
+    party = {"code": partner, "name": "Partner", "country": "YY", "kind": "recipient"}
+    assert api.post("/api/v1/parties", json=party).status_code == 201
+    lost = scene.fresh_weapon()
+    loss = {
+        "kind": "loss",
+        "from": f"depot:{world.depot}",
+        "occurred_at": ago(minutes=5),
+        "case_ref": unique("CASE"),
+        "lines": [{"serial": lost}],
+    }
+    assert api.post("/api/v1/movements", json=loss).status_code == 201
+    losses = api.get(
+        "/api/v1/discrepancies",
+        query_string={"depot": world.depot, "kind": "reported_loss", "limit": 1000},
+    ).get_json()["items"]
+    scene.values = {"third": third, "partner": partner}
+    scene.values |= {
+        "discrepancy": losses[-1]["id"],
+        "theirs": _subscription(scene, api.token_for("monitor")),
+        "mine": _subscription(scene, tokens["monitor"]),
+        "verification": _verification(scene),
+    }
+    scene.values |= {
         "depot": world.depot,
         "rifle": world.rifle,
         "serial": serial,
@@ -295,10 +470,12 @@ def test_each_role_gets_what_the_matrix_says(scene: Scene, row: Row) -> None:
             assert 200 <= status < 300, context
         elif expected == DENIED:
             assert status == 403, context
+        elif expected == NOT_FOUND:
+            assert status == 404, context
         elif expected == HIDDEN:
             assert status in (403, 404), context
         else:
             assert status not in (401, 403), context
-        if role == "clerk_other" and status < 300:
+        if role == "clerk_other" and status < 300 and row.private:
             # Nothing of the other depot's stock leaks into a clerk's successful reply.
             assert scene.serial not in text and f"depot:{scene.world.depot}" not in text, context

@@ -53,7 +53,7 @@ def world(sweep_app: Flask, session: Session) -> World:
     secret = run_write(
         session,
         Context(actor=operator("tests")),
-        lambda uow: tokens.create_token(uow, "sweep admin", "admin", []),
+        lambda uow: tokens.create_token(uow, unique("sweep admin"), "admin", []),
         lambda issued, _uow: issued.secret,
     ).body
     return make_world(Api(sweep_app.test_client(), str(secret)))

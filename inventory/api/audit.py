@@ -39,7 +39,21 @@ class AuditRecordSchema(Schema):
     role = fields.String()
     action = fields.String()
     subject = fields.String()
-    request_id = fields.String()
+    request_id = fields.String(metadata={"description": "the server's id of the request"})
+    token_id = fields.Method(
+        "_token_id",
+        metadata={
+            "type": ["string", "null"],
+            "description": "the credential that acted (GET /tokens); null: the server's operator",
+        },
+    )
+    client_request_id = fields.Method(
+        "_client_request_id",
+        metadata={
+            "type": ["string", "null"],
+            "description": "the X-Request-ID the client sent, if any",
+        },
+    )
     prev_hash = fields.String()
     hash = fields.String()
     changes = fields.Method(
@@ -50,6 +64,14 @@ class AuditRecordSchema(Schema):
     def _changes(self, record: AuditRecord) -> Any:
         decoded = decode(record.body)
         return None if decoded is None else decoded.get("changes")
+
+    def _token_id(self, record: AuditRecord) -> Any:
+        decoded = decode(record.body)
+        return None if decoded is None else decoded.get("token_id")
+
+    def _client_request_id(self, record: AuditRecord) -> Any:
+        decoded = decode(record.body)
+        return None if decoded is None else decoded.get("client_request_id")
 
 
 class ChainHeadSchema(Schema):

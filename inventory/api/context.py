@@ -59,7 +59,12 @@ def read_session() -> Session:
 def request_context() -> Context:
     from .auth import current_actor
 
-    return Context(actor=current_actor(), request_id=g.request_id, settings=settings())
+    return Context(
+        actor=current_actor(),
+        request_id=g.request_id,
+        settings=settings(),
+        client_request_id=g.get("client_request_id"),
+    )
 
 
 def write(
@@ -103,8 +108,11 @@ def write(
 def init_app(app: Flask) -> None:
     @app.before_request
     def assign_request_id() -> None:
+        # The id in logs, problems and audit records is always the server's own, so no client
+        # can make two requests look like one; a well-formed client id is kept beside it.
         given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = uuid.uuid4().hex
+        g.client_request_id = given if REQUEST_ID.match(given) else None
 
     @app.after_request
     def echo_request_id(response: Response) -> Response:

@@ -466,6 +466,23 @@ _UNCOSIGNED_EVENT: dict[str, Any] = {
     },
     "required": ["tree_size", "root_hash", "signed_at", "grace_seconds"],
 }
+_RECOVERED_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "movement": {"type": "string", "format": "uuid", "description": "the recovery"},
+        "to": {"type": "string", "description": "the depot it was recovered into, kind:code"},
+        "case_ref": {"type": ["string", "null"]},
+        "document_ref": {"type": ["string", "null"]},
+        "weapons": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "losses": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "description": "the open reported_loss discrepancies it moved to investigating",
+        },
+        "lost_from": {"type": "array", "items": {"type": "string"}, "description": "depots"},
+    },
+    "required": ["movement", "to", "weapons", "losses", "lost_from"],
+}
 
 WEBHOOK_EVENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "audit.checkpoint": (
@@ -487,6 +504,11 @@ WEBHOOK_EVENTS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "TransferReceivedEvent",
         "A transfer was received; shortfall and surplus count the lines that differ.",
         _TRANSFER_EVENT,
+    ),
+    "weapon.recovered": (
+        "WeaponRecoveredEvent",
+        "Weapons with an open reported loss were recovered; the losses are now investigating.",
+        _RECOVERED_EVENT,
     ),
     "log.uncosigned": (
         "LogUncosignedEvent",

@@ -9,7 +9,6 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 
 from ..db.models import Delivery, Subscription
 from ..db.models.oversight import SEVERITIES
@@ -17,7 +16,7 @@ from ..domain.actors import Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..services import subscriptions
 from ..services.subscriptions import EVENT_TYPES, IssuedSubscription
-from .auth import allow
+from .auth import allow, current_actor
 from .context import db_session, write
 from .pagination import PageArgs, decode_cursor, encode_cursor, keyset_page, page_of
 
@@ -116,7 +115,8 @@ class Subscriptions(MethodView):
     @blp.response(200, page_of(SubscriptionSchema))
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """List subscriptions (never their secrets)"""
-        page = keyset_page(db_session(), select(Subscription), Subscription.id, args)
+        stmt = subscriptions.subscriptions_query(current_actor())
+        page = keyset_page(db_session(), stmt, Subscription.id, args)
         return {**page, "items": [subscriptions.describe(s) for s in page["items"]]}
 
     @allow(Role.ADMIN, Role.MONITOR)
@@ -143,7 +143,9 @@ class SubscriptionById(MethodView):
     @blp.response(200, SubscriptionSchema)
     def get(self, subscription_id: uuid.UUID) -> dict[str, Any]:
         """One subscription"""
-        return subscriptions.describe(subscriptions.get(db_session(), subscription_id))
+        return subscriptions.describe(
+            subscriptions.get_visible(db_session(), current_actor(), subscription_id)
+        )
 
     @allow(Role.ADMIN, Role.MONITOR)
     @blp.response(200, SubscriptionSchema)
@@ -162,6 +164,6 @@ class Deliveries(MethodView):
         keys = [Delivery.id]
         after = decode_cursor(keys, args["after"])[0] if args.get("after") else None
         items, last = subscriptions.deliveries_page(
-            db_session(), subscription_id, after, args["limit"]
+            db_session(), current_actor(), subscription_id, after, args["limit"]
         )
         return {"items": items, "next": encode_cursor(keys, [last]) if last is not None else None}

@@ -21,6 +21,9 @@ class DiscrepancyKind(StrEnum):
     END_USE_MISSING = "end_use_missing"
     END_USE_VERIFICATION_OVERDUE = "end_use_verification_overdue"
     LATE_ENTRY = "late_entry"
+    # Stock taken out of a depot's books by another depot (the accountability policy).
+    RETURNED_ELSEWHERE = "returned_elsewhere"
+    RECOVERED_ELSEWHERE = "recovered_elsewhere"
 
 
 DEFAULT_SEVERITY: dict[DiscrepancyKind, str] = {
@@ -38,6 +41,8 @@ DEFAULT_SEVERITY: dict[DiscrepancyKind, str] = {
     DiscrepancyKind.END_USE_MISSING: "critical",
     DiscrepancyKind.END_USE_VERIFICATION_OVERDUE: "high",
     DiscrepancyKind.LATE_ENTRY: "low",
+    DiscrepancyKind.RETURNED_ELSEWHERE: "high",
+    DiscrepancyKind.RECOVERED_ELSEWHERE: "high",
 }
 
 # Kinds that count a weapon or rounds as unaccounted for in the accountability report.
@@ -59,3 +64,16 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "investigate": (frozenset({"open"}), "investigating"),
     "resolve": (frozenset({"open", "investigating"}), "resolved"),
 }
+
+
+def status_after(actions: list[str]) -> str | None:
+    """The status a discrepancy's events lead to, in order ("opened" first), or None if they
+    could not have happened (an action from a status it may not follow, or no "opened")."""
+    if not actions or actions[0] != "opened":
+        return None
+    status = "open"
+    for action in actions[1:]:
+        if action not in TRANSITIONS or status not in TRANSITIONS[action][0]:
+            return None
+        status = TRANSITIONS[action][1] or status
+    return status

@@ -1,5 +1,6 @@
 """Posting rules for the custody ledger: which holders each kind of movement may move stock
-between, what each kind requires, who is responsible for it, and how serials are normalised.
+between, what each kind requires, and how serials are normalised. Who may post each is the
+accountability policy's (inventory.domain.policy).
 Pure Python: the service layer asks, this module answers."""
 
 from __future__ import annotations
@@ -33,31 +34,21 @@ CUSTODY = frozenset({"depot", "unit", "transit"})
 class Rule:
     sources: frozenset[str]
     destinations: frozenset[str]
-    # The side whose depot answers for the movement: its clerk posts it.
-    responsible: str
     requires: tuple[str, ...] = ()
     registers: bool = False  # lines may register weapons and lots not yet on the books
     ammunition_only: bool = False
 
 
 RULES: dict[Kind, Rule] = {
-    Kind.RECEIPT: Rule(frozenset({"party"}), frozenset({"depot"}), "destination", registers=True),
-    Kind.ISSUE: Rule(frozenset({"depot"}), frozenset({"unit"}), "source", ("due_back_at",)),
-    Kind.RETURN: Rule(frozenset({"unit"}), frozenset({"depot"}), "destination"),
-    Kind.LOSS: Rule(CUSTODY, frozenset({"lost"}), "source", ("case_ref",)),
-    Kind.RECOVERY: Rule(
-        frozenset({"lost", "party"}), frozenset({"depot"}), "destination", registers=True
-    ),
+    Kind.RECEIPT: Rule(frozenset({"party"}), frozenset({"depot"}), registers=True),
+    Kind.ISSUE: Rule(frozenset({"depot"}), frozenset({"unit"}), ("due_back_at",)),
+    Kind.RETURN: Rule(frozenset({"unit"}), frozenset({"depot"})),
+    Kind.LOSS: Rule(CUSTODY, frozenset({"lost"}), ("case_ref",)),
+    Kind.RECOVERY: Rule(frozenset({"lost", "party"}), frozenset({"depot"}), registers=True),
     Kind.EXPENDITURE: Rule(
-        frozenset({"unit", "depot"}),
-        frozenset({"expended"}),
-        "source",
-        ("reason",),
-        ammunition_only=True,
+        frozenset({"unit", "depot"}), frozenset({"expended"}), ("reason",), ammunition_only=True
     ),
-    Kind.DESTRUCTION: Rule(
-        frozenset({"depot"}), frozenset({"destroyed"}), "source", ("certificate_ref",)
-    ),
+    Kind.DESTRUCTION: Rule(frozenset({"depot"}), frozenset({"destroyed"}), ("certificate_ref",)),
 }
 # Kinds whose destination is a system account: the client may leave `to` out.
 IMPLIED_DESTINATION = {

@@ -46,8 +46,12 @@ def append(
     action: str,
     subject: str,
     changes: dict[str, Any],
+    client_request_id: str | None = None,
 ) -> int:
-    """Append one record and return its seq. Takes the chain head's row lock, so call it last."""
+    """Append one record and return its seq. Takes the chain head's row lock, so call it last.
+
+    The hashed bytes also name the exact credential (`token_id`; None for the server's own
+    operator) and the X-Request-ID the client sent, if any, beside the server's `request_id`."""
     indexed = {
         "recorded_at": timestamp(now),
         "actor": actor.name,
@@ -56,7 +60,11 @@ def append(
         "subject": subject,
         "request_id": request_id,
     }
-    before, after = canonical_parts({**indexed, "changes": changes})
+    credential = {
+        "token_id": str(actor.token_id) if actor.token_id else None,
+        "client_request_id": client_request_id,
+    }
+    before, after = canonical_parts({**indexed, **credential, "changes": changes})
     columns = {**indexed, "recorded_at": now}
     if session.get_bind().dialect.name == "postgresql":
         return _append_in_one_statement(session, columns, before, after)

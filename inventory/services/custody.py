@@ -23,18 +23,19 @@ from ..db.models import (
     Weapon,
     WeaponHolding,
 )
-from ..domain.actors import Actor, Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.movements import STATUS_BY_HOLDER_KIND
 from . import holders
-from .errors import NotFound
+from .errors import Forbidden, NotFound
 from .ledger import PostedMovement, movement_lines
 
 
 def visible_holder_ids(session: Session, actor: Actor) -> Select[int] | None:
     """Holders a clerk may see (their depots and those depots' units); None means all."""
-    if actor.role is not Role.CLERK:
+    if (readable := policy.readable_depots(actor)) is None:
         return None
-    depot_ids = select(Holder.id).where(Holder.kind == "depot", Holder.code.in_(actor.depots))
+    depot_ids = select(Holder.id).where(Holder.kind == "depot", Holder.code.in_(readable))
     return select(Holder.id).where(
         or_(Holder.id.in_(depot_ids), Holder.home_depot_id.in_(depot_ids))
     )
@@ -305,3 +306,13 @@ def get_movement(session: Session, actor: Actor, movement_id: uuid.UUID) -> Post
         select(AuditRecord.seq).where(AuditRecord.subject == f"movement:{movement.id}")
     )
     return PostedMovement(movement, movement_lines(session, movement.seq), audit_seq)
+
+
+def holdings_of(
+    session: Session, actor: Actor, ref: str, as_of: datetime | None = None
+) -> Holdings:
+    """`holdings` of the holder `ref` names, if `actor` may read the depot that answers for it."""
+    holder = holders.lookup(session, ref)
+    if not policy.may_read(actor, holders.depot_of(holder)):
+        raise Forbidden(f"{holder.ref} is outside your depots")
+    return holdings(session, holder, as_of)

@@ -7,14 +7,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, select
+from sqlalchemy import Select, Table, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db.bulk import among, insert_rows
 from ..db.models import Discrepancy, DiscrepancyEvent, Holder
-from ..domain.actors import Actor, Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.discrepancies import DEFAULT_SEVERITY, TRANSITIONS, DiscrepancyKind
-from . import outbox
+from ..domain.policy import Action
+from . import accountability, outbox
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
@@ -190,11 +193,11 @@ def discrepancies_query(
     if severity:
         stmt = stmt.where(Discrepancy.severity == severity)
     if depot:
-        if not actor.may_read_depot(depot):
+        if not policy.may_read(actor, depot):
             raise Forbidden(f"depot {depot} is not one of your depots")
         stmt = stmt.where(Discrepancy.depot_id.in_(_depot_ids([depot])))
-    if actor.role is Role.CLERK:
-        stmt = stmt.where(Discrepancy.depot_id.in_(_depot_ids(sorted(actor.depots))))
+    if (readable := policy.readable_depots(actor)) is not None:
+        stmt = stmt.where(Discrepancy.depot_id.in_(_depot_ids(sorted(readable))))
     return stmt
 
 
@@ -236,50 +239,81 @@ def add_event(
     note: str | None,
     movement_id: uuid.UUID | None = None,
 ) -> Discrepancy:
-    """Note, investigate or resolve. Clerks may only add notes, in their own depots; resolving
-    needs a note saying why."""
+    """Note, investigate or resolve, as the policy allows (clerks: notes, in their depots; a
+    discrepancy outside a clerk's depots is 404 to them); resolving needs a note saying why."""
     discrepancy = get(uow.session, discrepancy_id)
-    actor = uow.actor
-    if actor.role == "clerk":
-        depot = discrepancy.depot.code if discrepancy.depot else None
-        if action != "note" or depot is None or depot not in actor.depots:
-            raise Forbidden("a clerk may only add notes to discrepancies in their depots")
-    elif actor.role not in ("admin", "auditor"):
-        raise Forbidden(f"role {actor.role} may not change discrepancies")
     if action not in TRANSITIONS:
         raise Invalid(f"unknown action {action!r}", field="action")
-    allowed_from, leads_to = TRANSITIONS[action]
+    accountability.require(
+        uow,
+        Action(f"discrepancy.{action}"),
+        depot=discrepancy.depot.code if discrepancy.depot else None,
+        hide=f"no discrepancy {discrepancy_id}",
+    )
+    allowed_from, _ = TRANSITIONS[action]
     if discrepancy.status not in allowed_from:
         raise Conflict(f"discrepancy {discrepancy.id} is {discrepancy.status}; cannot {action}")
     if action == "resolve" and not (note and note.strip()):
         raise Invalid(
             "resolving a discrepancy needs a note saying how it was settled", field="note"
         )
-    uow.session.add(
-        DiscrepancyEvent(
-            discrepancy_seq=discrepancy.seq,
-            at=uow.now,
-            actor=actor.name,
-            action=action,
-            note=note,
-            movement_id=movement_id,
-        )
-    )
-    if leads_to is not None:
-        discrepancy.status = leads_to
-        if leads_to == "resolved":
-            discrepancy.resolved_at = uow.now
-        outbox.publish(
-            uow,
-            "discrepancy.updated",
-            describe(discrepancy),
-            depot=discrepancy.depot.code if discrepancy.depot else None,
-            kind=discrepancy.kind,
-            severity=discrepancy.severity,
-        )
+    _append_event(uow, discrepancy, action, note, movement_id)
     uow.record(
         f"discrepancy.{action}",
         f"discrepancy:{discrepancy.id}",
         {"action": action, "note": note, "movement": movement_id, "status": discrepancy.status},
     )
     return discrepancy
+
+
+def advance_for_movement(
+    uow: UnitOfWork, seqs: list[int], note: str, movement_id: uuid.UUID
+) -> list[Discrepancy]:
+    """Link a movement to the open discrepancies `seqs` (a recovery to the losses it settles):
+    open ones go to investigating, the rest get a note. A person resolves them."""
+    found = list(uow.session.scalars(select(Discrepancy).where(Discrepancy.seq.in_(seqs))).unique())
+    for discrepancy in sorted(found, key=lambda d: d.seq):
+        action = "investigate" if discrepancy.status == "open" else "note"
+        _append_event(uow, discrepancy, action, note, movement_id)
+    return found
+
+
+def _append_event(
+    uow: UnitOfWork,
+    discrepancy: Discrepancy,
+    action: str,
+    note: str | None,
+    movement_id: uuid.UUID | None,
+) -> None:
+    """Append the event, then (if the action leads somewhere) change the status. The event goes
+    in first: the database refuses a status change that its latest event does not explain."""
+    session = uow.session
+    session.execute(
+        insert(_EVENTS).values(
+            discrepancy_seq=discrepancy.seq,
+            at=uow.now,
+            actor=uow.actor.name,
+            action=action,
+            note=note,
+            movement_id=movement_id,
+        )
+    )
+    _, leads_to = TRANSITIONS[action]
+    if leads_to is None:
+        return
+    resolved_at = uow.now if leads_to == "resolved" else None
+    session.execute(
+        update(_DISCREPANCIES)
+        .where(_DISCREPANCIES.c.seq == discrepancy.seq)
+        .values(status=leads_to, resolved_at=resolved_at)
+    )
+    set_committed_value(discrepancy, "status", leads_to)
+    set_committed_value(discrepancy, "resolved_at", resolved_at)
+    outbox.publish(
+        uow,
+        "discrepancy.updated",
+        describe(discrepancy),
+        depot=discrepancy.depot.code if discrepancy.depot else None,
+        kind=discrepancy.kind,
+        severity=discrepancy.severity,
+    )

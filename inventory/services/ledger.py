@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db.bulk import among, insert_rows
 from ..db.models import (
+    Discrepancy,
     Holder,
     ItemType,
     Lot,
@@ -29,7 +30,8 @@ from ..db.models import (
     Weapon,
     WeaponHolding,
 )
-from ..domain.actors import Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import (
     IMPLIED_DESTINATION,
@@ -40,9 +42,11 @@ from ..domain.movements import (
     is_future,
     is_late,
 )
-from . import discrepancies, holders
+from ..domain.policy import Action, Answer, Decision, Outcome
+from . import accountability, discrepancies, holders, outbox
+from .accountability import Crossing, LostFrom
 from .discrepancies import Finding
-from .errors import Conflict, Forbidden, Invalid
+from .errors import Conflict, Invalid
 from .lines import (
     BATCH,
     LineErrors,
@@ -86,10 +90,19 @@ def post_movement(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
     source, destination = found["from"], found["to"]
     _check_holders(rule, request.kind, source, destination)
     _check_required(rule, request)
-    _check_scope(uow, rule, source, destination)
+    decision = accountability.require(
+        uow,
+        Action(str(request.kind)),
+        source=accountability.answer_of(source, destination),
+        destination=accountability.answer_of(destination, source),
+    )
     _check_times(uow, request)
     plan = plan_lines(session, rule, request)
-    return _record(uow, request, source, destination, plan)
+    crossed, losses = _cross_depot(uow, request, source, destination, plan, decision)
+    posted = _record(uow, request, source, destination, plan, crossed=crossed)
+    if losses:
+        _link_recovered_losses(uow, posted.movement, destination, losses)
+    return posted
 
 
 def _check_holders(rule: Rule, kind: Kind, source: Holder, destination: Holder) -> None:
@@ -114,19 +127,6 @@ def _check_required(rule: Rule, request: MovementRequest) -> None:
         raise Invalid("; ".join(m[0] for m in errors.values()), errors=errors)
 
 
-def _check_scope(uow: UnitOfWork, rule: Rule, source: Holder, destination: Holder) -> None:
-    actor = uow.actor
-    if actor.role is Role.ADMIN:
-        return
-    side = source if rule.responsible == "source" else destination
-    depot = holders.depot_of(side)
-    if actor.role is not Role.CLERK or depot is None or depot not in actor.depots:
-        raise Forbidden(
-            f"{side.ref} answers to depot {depot or '(none)'}, which is not one of your depots "
-            f"({', '.join(sorted(actor.depots)) or 'none'})"
-        )
-
-
 def _check_times(uow: UnitOfWork, request: MovementRequest) -> None:
     if is_future(request.occurred_at, uow.now):
         raise Invalid(
@@ -146,13 +146,14 @@ def _record(
     reverses: uuid.UUID | None = None,
     transfer_id: uuid.UUID | None = None,
     audit: bool = True,
+    crossed: list[Crossing] | None = None,
 ) -> PostedMovement:
     session = uow.session
     # Lock (and check) what moves before the movement takes its seq: a movement that waited for
     # another's locks then gets the later seq, so seq order is the order the movements took
     # effect on every weapon and lot, which histories, `as_of` and `ledger rebuild` replay.
-    moving_ids = lock_weapons(session, plan.moving_weapons, source)
-    lot_deltas = lock_lots(session, plan, source, destination)
+    moving_ids = lock_weapons(session, plan.moving_weapons, source, uow.actor, plan.unknown)
+    lot_deltas = lock_lots(session, plan, source, destination, uow.actor)
     columns: dict[str, Any] = {
         "id": uuid.uuid4(),
         "kind": str(request.kind),
@@ -215,7 +216,9 @@ def _record(
             for line in plan.lines
         ],
     )
-    discrepancies.open_findings(uow, _findings(movement, request, source, plan))
+    findings = _findings(movement, request, source, plan)
+    findings += [_crossing_finding(movement, source, destination, c) for c in crossed or []]
+    discrepancies.open_findings(uow, findings)
     if audit:
         uow.record(
             f"movement.{request.kind}",
@@ -243,6 +246,114 @@ def post_system_movement(
     request = MovementRequest(kind, occurred_at, [], document_ref=document_ref, note=note)
     posted = _record(uow, request, source, destination, plan, transfer_id=transfer_id, audit=False)
     return posted, _audit_changes(posted.movement, source, destination, plan)
+
+
+def _cross_depot(
+    uow: UnitOfWork,
+    request: MovementRequest,
+    source: Holder,
+    destination: Holder,
+    plan: Plan,
+    decision: Decision,
+) -> tuple[list[Crossing], dict[uuid.UUID, LostFrom]]:
+    """What the movement takes out of other depots' books (see the policy): a return from another
+    depot's unit, or a recovery of weapons other depots lost. Also the open losses a recovery
+    settles, which need its case_ref."""
+    crossed: list[Crossing] = []
+    losses: dict[uuid.UUID, LostFrom] = {}
+    if decision.outcome is Outcome.CROSS_DEPOT and decision.opens is not None:
+        answering = holders.depot_holder_of(source)
+        assert answering is not None
+        crossed.append(Crossing(answering, decision.opens))
+    elif request.kind is Kind.RECOVERY and source.kind == "lost":
+        losses = accountability.losses_of(
+            uow.session, [row.id for _, row in plan.moving_weapons], source
+        )
+        for code, _ in sorted(accountability.by_depot(losses).items()):
+            lost_from = Answer("lost", code)
+            verdict = accountability.require(
+                uow,
+                Action.RECOVERY,
+                source=lost_from,
+                destination=accountability.answer_of(destination),
+            )
+            if verdict.outcome is Outcome.CROSS_DEPOT and verdict.opens is not None:
+                depot = next(lost.depot for lost in losses.values() if lost.depot.code == code)
+                crossed.append(Crossing(depot, verdict.opens))
+    errors = accountability.missing_references(crossed, request.document_ref, str(request.kind))
+    opened = sorted(str(lost.loss_id) for lost in losses.values() if lost.loss_id)
+    if opened and not (request.case_ref and request.case_ref.strip()):
+        errors["case_ref"] = [
+            f"this recovery settles open reported loss {', '.join(opened)}: give the "
+            "case_ref of the police or investigation case"
+        ]
+    if errors:
+        raise Invalid("; ".join(m[0] for m in errors.values()), errors=errors)
+    if crossed:
+        for crossing in crossed:
+            if request.kind is Kind.RECOVERY:
+                crossing.weapons = [
+                    wid for wid, lost in losses.items() if lost.depot.id == crossing.depot.id
+                ]
+            else:
+                crossing.weapons = [row.id for _, row in plan.moving_weapons]
+                crossing.lots = [(lot_id, q) for lot_id, q in plan.lot_debits.items()]
+    return crossed, {wid: lost for wid, lost in losses.items() if lost.loss_seq is not None}
+
+
+def _crossing_finding(
+    movement: Movement, source: Holder, destination: Holder, crossing: Crossing
+) -> Finding:
+    count = len(crossing.weapons) + sum(q for _, q in crossing.lots)
+    what = (
+        f"{len(crossing.weapons)} weapons"
+        + (f" and {sum(q for _, q in crossing.lots)} rounds" if crossing.lots else "")
+        if count
+        else "stock"
+    )
+    verb = "returned" if crossing.opens is DiscrepancyKind.RETURNED_ELSEWHERE else "recovered"
+    here = holders.depot_of(destination)
+    return Finding(
+        crossing.opens,
+        f"movement:{movement.id}@depot:{crossing.depot.code}",
+        f"{what} that depot {crossing.depot.code} answered for ({source.ref}) were {verb} to "
+        f"depot {here} by {movement.kind} {movement.id} "
+        f"(document {movement.document_ref}); depot {crossing.depot.code}'s books no longer "
+        "hold them",
+        depot=crossing.depot,
+        holder=destination,
+        movement_id=movement.id,
+        weapon_id=crossing.weapons[0] if len(crossing.weapons) == 1 else None,
+    )
+
+
+def _link_recovered_losses(
+    uow: UnitOfWork, movement: Movement, destination: Holder, losses: dict[uuid.UUID, LostFrom]
+) -> None:
+    """Each open loss a recovery settles gets an event naming the movement and goes to
+    investigating (a person resolves it); monitors hear `weapon.recovered`."""
+    note = (
+        f"recovered into {destination.ref} by movement {movement.id} "
+        f"(case {movement.case_ref}, document {movement.document_ref or 'none'})"
+    )
+    linked = discrepancies.advance_for_movement(
+        uow, [lost.loss_seq for lost in losses.values() if lost.loss_seq], note, movement.id
+    )
+    outbox.publish(
+        uow,
+        "weapon.recovered",
+        {
+            "movement": movement.id,
+            "to": destination.ref,
+            "case_ref": movement.case_ref,
+            "document_ref": movement.document_ref,
+            "weapons": sorted(str(wid) for wid in losses),
+            "losses": [str(d.id) for d in linked],
+            "lost_from": sorted({lost.depot.code for lost in losses.values()}),
+        },
+        depot=holders.depot_of(destination),
+    )
+    uow.note_consequence("losses_investigating", [d.id for d in linked])
 
 
 def _findings(
@@ -289,10 +400,16 @@ def _findings(
 
 
 def lock_weapons(
-    session: Session, moving: list[tuple[int, WeaponRow]], source: Holder
+    session: Session,
+    moving: list[tuple[int, WeaponRow]],
+    source: Holder,
+    actor: Actor | None = None,
+    unknown: dict[int, str] | None = None,
 ) -> list[uuid.UUID]:
     """Lock the holdings of weapons that `source` must hold now, in id order (so concurrent
-    movements never deadlock), and return their ids; 409 naming every one held elsewhere."""
+    movements never deadlock), and return their ids; 409 naming every one held elsewhere. A
+    weapon held where `actor` may not read gets the 422 of an unknown weapon (its `unknown`
+    message), so a refusal never says where out-of-scope stock is."""
     line_of = {row.id: (line_no, row) for line_no, row in moving}
     ids = sorted(line_of)
     held: dict[uuid.UUID, int] = {}
@@ -308,10 +425,15 @@ def lock_weapons(
     elsewhere = {wid: hid for wid in ids if (hid := held[wid]) != source.id}
     if elsewhere:
         refs = _holder_refs(session, set(elsewhere.values()))
-        conflicts = LineErrors()
+        conflicts, hidden = LineErrors(), LineErrors()
         for wid, hid in sorted(elsewhere.items(), key=lambda item: line_of[item[0]][0]):
             line_no, row = line_of[wid]
-            conflicts.add(line_no, f"{row.label} is held by {refs[hid]}, not {source.ref}")
+            ref, depot = refs[hid]
+            if actor is not None and not policy.may_read(actor, depot):
+                hidden.add(line_no, (unknown or {}).get(line_no) or f"no weapon {row.label}")
+            else:
+                conflicts.add(line_no, f"{row.label} is held by {ref}, not {source.ref}")
+        hidden.raise_if_any(Invalid)
         conflicts.raise_if_any(Conflict)
     return ids
 
@@ -327,7 +449,7 @@ def move_weapons(session: Session, ids: list[uuid.UUID], destination: Holder, se
 
 
 def lock_lots(
-    session: Session, plan: Plan, source: Holder, destination: Holder
+    session: Session, plan: Plan, source: Holder, destination: Holder, actor: Actor | None = None
 ) -> dict[tuple[uuid.UUID, int], int]:
     """Lock the balances of registered lots the plan debits and credits, in a fixed order, and
     return the change to each; 409 if any balance would go negative. (Lots the movement itself
@@ -358,13 +480,17 @@ def lock_lots(
         )
     )
     conflicts = LineErrors()
+    # A clerk moving stock out of a holder they may not read learns only that it is not there.
+    readable = actor is None or policy.may_read(actor, holders.depot_of(source))
     for (lot_id, holder_id), delta in deltas.items():
         if balances[(lot_id, holder_id)] + delta < 0:
             line_no, lot = plan.lot_labels[lot_id]
             conflicts.add(
                 line_no,
                 f"{source.ref} holds {balances[(lot_id, holder_id)]} rounds "
-                f"of {lot.label}, not {-delta}",
+                f"of {lot.label}, not {-delta}"
+                if readable
+                else f"{source.ref} does not hold {-delta} rounds of {lot.label}",
             )
     conflicts.raise_if_any(Conflict)
     return {key: deltas[key] for key in keys if deltas[key]}
@@ -388,9 +514,18 @@ def move_lots(session: Session, deltas: dict[tuple[uuid.UUID, int], int]) -> Non
     )
 
 
-def _holder_refs(session: Session, ids: set[int]) -> dict[int, str]:
-    rows = session.execute(select(Holder.id, Holder.kind, Holder.code).where(Holder.id.in_(ids)))
-    return {hid: f"{kind}:{code}" for hid, kind, code in rows}
+def _holder_refs(session: Session, ids: set[int]) -> dict[int, tuple[str, str | None]]:
+    """Each holder's ref and the code of the depot that answers for it."""
+    home = aliased(Holder)
+    rows = session.execute(
+        select(Holder.id, Holder.kind, Holder.code, home.code)
+        .outerjoin(home, home.id == Holder.home_depot_id)
+        .where(Holder.id.in_(ids))
+    )
+    return {
+        hid: (f"{kind}:{code}", code if kind == "depot" else home_code)
+        for hid, kind, code, home_code in rows
+    }
 
 
 def _post_reversal(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
@@ -411,9 +546,23 @@ def _post_reversal(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
     if reversed_by is not None:
         raise Conflict(f"movement {original.id} was already reversed by {reversed_by}")
     source, destination = original.to_holder, original.from_holder
-    rule = RULES[kind]
-    mirrored_side = "destination" if rule.responsible == "source" else "source"
-    _check_scope(uow, Rule(rule.sources, rule.destinations, mirrored_side), source, destination)
+    source_answer = accountability.answer_of(source, destination)
+    destination_answer = accountability.answer_of(destination, source)
+    # Undoing a recovery of another depot's loss puts the weapon back on that depot's books.
+    crossed_to = session.scalar(
+        select(Holder.code)
+        .join(Discrepancy, Discrepancy.depot_id == Holder.id)
+        .where(
+            Discrepancy.movement_id == original.id,
+            Discrepancy.kind == str(DiscrepancyKind.RECOVERED_ELSEWHERE),
+        )
+        .limit(1)
+    )
+    if crossed_to is not None and destination.kind == "lost":
+        destination_answer = Answer("lost", crossed_to)
+    accountability.require(
+        uow, Action.REVERSAL, source=source_answer, destination=destination_answer
+    )
     _check_times(uow, request)
     plan = Plan()
     for line_no, line in enumerate(movement_lines(session, original.seq)):

@@ -145,6 +145,18 @@ def _weapon_rows(session: Session, condition: Any) -> list[WeaponRow]:
     return [WeaponRow(*row) for row in session.execute(stmt)]
 
 
+def unknown_weapon(ref: WeaponRef) -> str:
+    """What a line naming no weapon is told; also what a clerk is told of a weapon outside their
+    depots, so the two cannot be told apart."""
+    if ref.weapon_id is not None:
+        return f"no weapon with id {ref.weapon_id}"
+    return (
+        f"no registered weapon with serial {ref.serial}"
+        + (f" by {ref.manufacturer}" if ref.manufacturer else "")
+        + (f" of type {ref.item_type}" if ref.item_type else "")
+    )
+
+
 def resolve_weapons(
     session: Session, refs: list[tuple[int, WeaponRef]], errors: LineErrors
 ) -> dict[int, WeaponRow]:
@@ -166,7 +178,7 @@ def resolve_weapons(
         if ref.weapon_id is not None:
             found = by_id.get(ref.weapon_id)
             if found is None:
-                errors.add(line_no, f"no weapon with id {ref.weapon_id}")
+                errors.add(line_no, unknown_weapon(ref))
             else:
                 resolved[line_no] = found
             continue
@@ -177,12 +189,7 @@ def resolve_weapons(
             and (ref.item_type is None or row.item_type == ref.item_type)
         ]
         if not candidates:
-            errors.add(
-                line_no,
-                f"no registered weapon with serial {ref.serial}"
-                + (f" by {ref.manufacturer}" if ref.manufacturer else "")
-                + (f" of type {ref.item_type}" if ref.item_type else ""),
-            )
+            errors.add(line_no, unknown_weapon(ref))
         elif len(candidates) > 1:
             makers = ", ".join(sorted(f"{c.item_type} {c.manufacturer}" for c in candidates))
             errors.add(

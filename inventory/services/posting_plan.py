@@ -28,6 +28,7 @@ from .lines import (
     lots_by_identity,
     resolve_lots,
     resolve_weapons,
+    unknown_weapon,
 )
 
 
@@ -67,6 +68,8 @@ class Plan:
     lot_debits: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     lot_credits: dict[uuid.UUID, int] = field(default_factory=lambda: defaultdict(int))
     lot_labels: dict[uuid.UUID, tuple[int, LotRow]] = field(default_factory=dict)
+    # What each weapon line would be told if it named no weapon (see ledger.lock_weapons).
+    unknown: dict[int, str] = field(default_factory=dict)
 
 
 def plan_lines(session: Session, rule: Rule, request: MovementRequest) -> Plan:
@@ -204,6 +207,7 @@ def _plan_weapon_moves(
     session: Session, refs: list[tuple[int, WeaponRef]], plan: Plan, errors: LineErrors
 ) -> None:
     resolved = resolve_weapons(session, refs, errors)
+    plan.unknown.update((line_no, unknown_weapon(ref)) for line_no, ref in refs)
     first_line: dict[uuid.UUID, int] = {}
     for line_no, row in resolved.items():
         if row.category != "weapon":
@@ -231,5 +235,5 @@ def _plan_lot_moves(
 def plan_moves(session: Session, kind: Kind, occurred_at: datetime, lines: list[Line]) -> Plan:
     """Resolve and check lines that move registered weapons and lots (registrations are refused):
     422 naming every bad line, as for a posted movement."""
-    rule = Rule(frozenset(), frozenset(), "source")
+    rule = Rule(frozenset(), frozenset())
     return plan_lines(session, rule, MovementRequest(kind, occurred_at, lines))

@@ -49,7 +49,8 @@ from ..db.models import (
     WeaponHolding,
     WeaponVerification,
 )
-from ..domain.actors import Actor, Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
 from . import audit_log
@@ -191,11 +192,12 @@ def _depots_in_scope(
         unknown = sorted(set(codes) - found.keys())
         if unknown:
             raise NotFound(f"no depot {', '.join(unknown)}")
-        if actor.role is Role.CLERK and (outside := sorted(set(codes) - actor.depots)):
+        outside = sorted(c for c in codes if not policy.may_read(actor, c))
+        if outside:
             raise Forbidden(f"depot {', '.join(outside)} is not one of your depots")
         return [(hid, code) for code, hid in found.items()]
-    if actor.role is Role.CLERK:
-        stmt = stmt.where(Holder.code.in_(sorted(actor.depots)))
+    if (readable := policy.readable_depots(actor)) is not None:
+        stmt = stmt.where(Holder.code.in_(sorted(readable)))
     return [(hid, code) for hid, code in session.execute(stmt)]
 
 
@@ -559,6 +561,8 @@ _KIND_MEANING = {
     "end_use_missing": "an exported weapon missing at an end-use check",
     "end_use_verification_overdue": "an export whose end-use check is overdue",
     "late_entry": "a movement recorded long (by default 72 h) after it happened",
+    "returned_elsewhere": "the depot's issued stock handed in at another depot",
+    "recovered_elsewhere": "a weapon the depot lost, recovered into another depot",
 }
 
 

@@ -23,11 +23,13 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Discrepancy, Holder, ItemType, Movement, Transfer, Weapon, WeaponHolding
+from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future, status_of
 from ..domain.prose import moment, weapon_label
 from . import custody, discrepancies, holders
+from .accountability import require
 from .custody import CustodyStep
 from .discrepancies import Finding
 from .errors import Invalid
@@ -84,6 +86,7 @@ def candidates_query(
 
 def record_sighting(uow: UnitOfWork, report: SightingReport) -> Sighting:
     """Record a sighting and open the discrepancy it reveals (see the module docstring)."""
+    require(uow, policy.Action.SIGHTING)
     session = uow.session
     if is_future(report.observed_at, uow.now):
         raise Invalid(

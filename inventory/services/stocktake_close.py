@@ -27,6 +27,7 @@ from ..db.models import (
     WeaponHolding,
     WeaponVerification,
 )
+from ..domain import policy
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.prose import lot_label, weapon_label
 from . import discrepancies, stocktakes
@@ -54,7 +55,7 @@ def close_stocktake(uow: UnitOfWork, stocktake_id: uuid.UUID) -> StocktakeResult
     """Compare the count with the books, open a discrepancy for each difference, record the
     counted weapons the books place here as verified now, and close the stocktake."""
     session = uow.session
-    stocktake = stocktakes.locked_open_stocktake(uow, stocktake_id)
+    stocktake = stocktakes.locked_open_stocktake(uow, stocktake_id, policy.Action.STOCKTAKE_CLOSE)
     depot = stocktake.depot
     counted_here = select(StocktakeCount.weapon_id).where(
         StocktakeCount.stocktake_id == stocktake.id, StocktakeCount.weapon_id.is_not(None)

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import ColumnElement, Select, false, select, update
 from sqlalchemy.orm import Session
 
 from ..db.models import Delivery, DeliveryAttempt, Holder, OutboxEvent, Subscription
 from ..db.models.oversight import SEVERITIES
+from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
-from .errors import Invalid, NotFound
+from ..domain.policy import Action
+from . import accountability
+from .errors import Conflict, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 from .webhook_urls import Resolver, resolve_host, url_problem
 
@@ -33,6 +36,7 @@ EVENT_TYPES = (
     "discrepancy.opened",
     "discrepancy.updated",
     "transfer.received",
+    "weapon.recovered",
     "log.uncosigned",  # a signed tree head no witness cosigned in time (services/transparency)
 )
 SECRET_PREFIX = "whsec_"
@@ -129,6 +133,8 @@ def create_subscription(
         )
         if missing := sorted(set(depots) - known):
             raise Invalid(f"unknown depot {missing[0]}", field="depots")
+    accountability.require(uow, Action.SUBSCRIPTION_CREATE)
+    _check_owner_limits(uow, url, events)
     secret = new_secret()
     subscription = Subscription(
         id=uuid.uuid4(),
@@ -140,6 +146,7 @@ def create_subscription(
         severities=_filter_list(severities),
         created_at=uow.now,
         created_by=uow.actor.name,
+        token_id=uow.actor.token_id,
     )
     uow.session.add(subscription)
     uow.record(
@@ -150,8 +157,50 @@ def create_subscription(
     return IssuedSubscription(subscription, secret)
 
 
+def _check_owner_limits(uow: UnitOfWork, url: str, events: list[str]) -> None:
+    """409 if the token already has this URL for these events, or its cap of subscriptions."""
+    mine = list(
+        uow.session.execute(
+            select(Subscription.id, Subscription.url, Subscription.events).where(
+                _owned_by(uow.actor), Subscription.disabled_at.is_(None)
+            )
+        )
+    )
+    wanted = sorted(set(events))
+    for sid, their_url, their_events in mine:
+        if their_url == url and json.loads(their_events) == wanted:
+            raise Conflict(f"subscription {sid} already sends these events to this URL")
+    cap = uow.settings.subscriptions_per_token
+    if uow.actor.role is not Role.ADMIN and len(mine) >= cap:
+        raise Conflict(
+            f"this token already has {len(mine)} active subscriptions, the most one may have "
+            f"({cap}, INVENTORY_SUBSCRIPTIONS_PER_TOKEN); unsubscribe one first"
+        )
+
+
+def _owned_by(actor: Actor) -> ColumnElement[bool]:
+    return Subscription.token_id == actor.token_id if actor.token_id else false()
+
+
+def subscriptions_query(actor: Actor) -> Select[Subscription]:
+    """The subscriptions `actor` may see: admins all, anyone else those their token made."""
+    stmt = select(Subscription)
+    return stmt if actor.role is Role.ADMIN else stmt.where(_owned_by(actor))
+
+
 def get(session: Session, subscription_id: uuid.UUID) -> Subscription:
+    """The subscription, whoever made it (the worker's view)."""
     subscription = session.get(Subscription, subscription_id)
+    if subscription is None:
+        raise NotFound(f"no subscription {subscription_id}")
+    return subscription
+
+
+def get_visible(session: Session, actor: Actor, subscription_id: uuid.UUID) -> Subscription:
+    """The subscription, or 404 if there is none or it is another token's (for non-admins)."""
+    subscription = session.scalar(
+        subscriptions_query(actor).where(Subscription.id == subscription_id)
+    )
     if subscription is None:
         raise NotFound(f"no subscription {subscription_id}")
     return subscription
@@ -172,7 +221,8 @@ def disable(session: Session, subscription: Subscription, now: datetime, reason:
 
 def unsubscribe(uow: UnitOfWork, subscription_id: uuid.UUID) -> Subscription:
     """Disable the subscription; nothing more is delivered to it. Unsubscribing twice is a no-op."""
-    subscription = get(uow.session, subscription_id)
+    subscription = get_visible(uow.session, uow.actor, subscription_id)
+    accountability.require(uow, Action.SUBSCRIPTION_DELETE)
     was_disabled = subscription.disabled_at is not None
     given_up = disable(uow.session, subscription, uow.now, f"unsubscribed by {uow.actor.name}")
     uow.record(
@@ -219,11 +269,11 @@ def deliveries_query(subscription_id: uuid.UUID) -> Select[Delivery, uuid.UUID, 
 
 
 def deliveries_page(
-    session: Session, subscription_id: uuid.UUID, after: int | None, limit: int
+    session: Session, actor: Actor, subscription_id: uuid.UUID, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """One page of the subscription's deliveries, oldest first, each with all of its attempts;
     and the last delivery id when there are more."""
-    get(session, subscription_id)
+    get_visible(session, actor, subscription_id)
     stmt = deliveries_query(subscription_id)
     if after is not None:
         stmt = stmt.where(Delivery.id > after)

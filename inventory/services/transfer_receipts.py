@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..db.models import EndUseVerification, Movement, Transfer
-from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import Kind, is_future
+from ..domain.policy import Action
 from ..domain.transfers import lot_variance, match_weapons
 from . import discrepancies, holders, ledger, outbox, transfers
 from .discrepancies import Finding
-from .errors import Conflict, Forbidden, Invalid
+from .errors import Conflict, Invalid
 from .ledger import PostedLine
 from .lines import Line, LineErrors, LotRef, LotRow, WeaponRef, WeaponRow, resolve_lots
 from .lines import resolve_weapons as resolve_registered
@@ -42,7 +42,7 @@ def receive(uow: UnitOfWork, transfer_id: uuid.UUID, receipt: Receipt) -> Transf
     session = uow.session
     transfer = transfers.locked(session, transfer_id)
     destination = transfer.to_holder
-    _check_receiver(uow.actor, transfer, receipt)
+    _check_receiver(uow, transfer, receipt)
     if transfer.status != "in_transit":
         raise Conflict(
             f"transfer {transfer.id} is already {transfer.status}"
@@ -120,16 +120,11 @@ def receive(uow: UnitOfWork, transfer_id: uuid.UUID, receipt: Receipt) -> Transf
     return view
 
 
-def _check_receiver(actor: Actor, transfer: Transfer, receipt: Receipt) -> None:
+def _check_receiver(uow: UnitOfWork, transfer: Transfer, receipt: Receipt) -> None:
     destination = transfer.to_holder
+    transfers.require_for(uow, Action.RECEIVE, transfer, transfer.transit_holder, destination)
     if destination.kind == "depot":
-        transfers.check_clerk_of(actor, destination, "receive transfers into")
         return
-    if actor.role not in (Role.ADMIN, Role.MONITOR):
-        raise Forbidden(
-            f"delivery to {destination.ref} is confirmed by an admin or a monitor, not a "
-            f"{actor.role}"
-        )
     if not receipt.delivery_verification_ref:
         raise Invalid(
             f"confirming delivery to {destination.ref} needs the delivery verification's reference",

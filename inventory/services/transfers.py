@@ -24,11 +24,13 @@ from ..db.models import (
     Transfer,
     WeaponHolding,
 )
-from ..domain.actors import Actor, Role
+from ..domain import policy
+from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import Kind
-from . import holders, ledger, outbox, posting_plan
-from .errors import Conflict, Forbidden, Invalid, NotFound
+from ..domain.policy import Action
+from . import accountability, holders, ledger, outbox, posting_plan
+from .errors import Conflict, Invalid, NotFound
 from .ledger import Plan, PostedLine, movement_lines
 from .lines import Line, LotRow, WeaponRow
 from .unit_of_work import UnitOfWork
@@ -106,7 +108,12 @@ def dispatch(uow: UnitOfWork, order: TransferOrder) -> TransferView:
             f"a transfer to {destination.ref} needs the end-user certificate's reference",
             field="end_user_ref",
         )
-    check_clerk_of(uow.actor, source, "dispatch from")
+    accountability.require(
+        uow,
+        Action.DISPATCH,
+        source=accountability.answer_of(source),
+        destination=accountability.answer_of(destination),
+    )
     if order.expected_by <= uow.now:
         raise Invalid(
             f"expected_by {order.expected_by.isoformat()} is not after the dispatch "
@@ -171,7 +178,7 @@ def dispatch(uow: UnitOfWork, order: TransferOrder) -> TransferView:
 def cancel(uow: UnitOfWork, transfer_id: uuid.UUID, note: str | None = None) -> TransferView:
     """Return everything still in transit to the origin; only before any receipt."""
     transfer = locked(uow.session, transfer_id)
-    check_clerk_of(uow.actor, transfer.from_holder, "cancel transfers from")
+    require_for(uow, Action.CANCEL, transfer, transfer.transit_holder, transfer.from_holder)
     if transfer.status != "in_transit":
         raise Conflict(
             f"transfer {transfer.id} is {transfer.status}; it can no longer be cancelled"
@@ -197,13 +204,23 @@ def cancel(uow: UnitOfWork, transfer_id: uuid.UUID, note: str | None = None) -> 
     return view_of(uow.session, transfer, uow.now)
 
 
-def check_clerk_of(actor: Actor, depot: Holder, what: str) -> None:
-    if actor.role is Role.ADMIN or (actor.role is Role.CLERK and depot.code in actor.depots):
-        return
-    raise Forbidden(
-        f"only an admin or a clerk of {depot.ref} may {what} it; your depots: "
-        f"{', '.join(sorted(actor.depots)) or 'none'}"
+def require_for(
+    uow: UnitOfWork, action: Action, transfer: Transfer, source: Holder, destination: Holder
+) -> None:
+    """The policy's 403 for a step of `transfer`; a clerk of neither end gets its 404 instead,
+    as when reading it."""
+    accountability.require(
+        uow,
+        action,
+        source=accountability.answer_of(source),
+        destination=accountability.answer_of(destination),
+        hide=None if _visible(uow.actor, transfer) else f"no transfer {transfer.id}",
     )
+
+
+def _visible(actor: Actor, transfer: Transfer) -> bool:
+    ends = (holders.depot_of(transfer.from_holder), holders.depot_of(transfer.to_holder))
+    return any(policy.may_read(actor, depot) for depot in ends)
 
 
 def locked(session: Session, transfer_id: uuid.UUID) -> Transfer:
@@ -281,8 +298,8 @@ def transfers_query(
         stmt = stmt.where(Transfer.status == status)
     if overdue:
         stmt = stmt.where(Transfer.status == "in_transit", Transfer.expected_by < now)
-    if actor.role is Role.CLERK:
-        depot_ids = select(Holder.id).where(Holder.kind == "depot", Holder.code.in_(actor.depots))
+    if (readable := policy.readable_depots(actor)) is not None:
+        depot_ids = select(Holder.id).where(Holder.kind == "depot", Holder.code.in_(readable))
         stmt = stmt.where(
             or_(Transfer.from_holder_id.in_(depot_ids), Transfer.to_holder_id.in_(depot_ids))
         )

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from ..db.bulk import among
 from ..db.models import AuditRecord, LogCheckpoint, LogCosignature, LogHash, LogWitness
-from ..domain import merkle, notes
+from ..domain import merkle, notes, policy
 from ..settings import Settings
 from . import outbox
+from .accountability import require
 from .errors import Conflict, Invalid, NotFound
 from .unit_of_work import UnitOfWork
 
@@ -268,6 +269,7 @@ def witnesses(session: Session) -> list[LogWitness]:
 
 
 def register_witness(uow: UnitOfWork, vkey: str) -> LogWitness:
+    require(uow, policy.Action.WITNESS_REGISTER)
     try:
         key = notes.parse_verifier_key(vkey)
     except notes.NoteError as error:
@@ -288,6 +290,7 @@ def register_witness(uow: UnitOfWork, vkey: str) -> LogWitness:
 def add_cosignature(uow: UnitOfWork, tree_size: int, line: str) -> LogCosignature:
     """Store a witness's tlog-cosignature line on the checkpoint of `tree_size`, after checking it
     against the registered key."""
+    require(uow, policy.Action.COSIGNATURE)
     session = uow.session
     row = checkpoint(session, tree_size)
     try:

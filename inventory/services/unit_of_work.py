@@ -46,8 +46,9 @@ class Context:
     """What every use case knows about the request it serves."""
 
     actor: Actor
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # the server's own
     settings: Settings = field(default_factory=Settings)
+    client_request_id: str | None = None  # the X-Request-ID the client sent, kept beside it
 
 
 @dataclass
@@ -144,6 +145,7 @@ def run_write(
                 session,
                 actor=context.actor,
                 request_id=context.request_id,
+                client_request_id=context.client_request_id,
                 now=uow.now,
                 action=entry.action,
                 subject=entry.subject,

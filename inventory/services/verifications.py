@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 from ..db.models import Discrepancy, EndUseVerification, Movement, Transfer, VerificationResult
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.movements import is_future
+from ..domain.policy import Action
 from ..domain.transfers import match_weapons
-from . import discrepancies
+from . import accountability, discrepancies
 from .discrepancies import Finding
 from .errors import Conflict, Invalid, NotFound
 from .ledger import movement_lines
@@ -110,6 +111,7 @@ def record_result(
 ) -> RecordedCheck:
     """Record which delivered weapons were seen; open `end_use_missing` for each one not seen;
     schedule the next check. A verification takes one result (a second is 409)."""
+    accountability.require(uow, Action.VERIFICATION_RESULT)
     session = uow.session
     verification = session.scalar(
         select(EndUseVerification).where(EndUseVerification.id == verification_id).with_for_update()

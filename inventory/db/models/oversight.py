@@ -21,11 +21,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from ...domain.discrepancies import DiscrepancyKind
 from ..base import Base, BigIntPK
 from ..types import UTCDateTime
 from .reference import Holder
 
 DISCREPANCY_STATUSES = ("open", "investigating", "resolved")
+DISCREPANCY_KINDS = tuple(str(kind) for kind in DiscrepancyKind)
 SEVERITIES = ("low", "medium", "high", "critical")
 TRANSFER_STATUSES = ("in_transit", "received", "received_with_discrepancy", "cancelled")
 _UNRESOLVED = text("status <> 'resolved'")
@@ -49,6 +51,8 @@ class Discrepancy(Base):
         Index(None, "kind", "seq"),
         CheckConstraint(f"status IN {DISCREPANCY_STATUSES!r}", name="status"),
         CheckConstraint(f"severity IN {SEVERITIES!r}", name="severity"),
+        # On SQLite migration 0005 checks this by triggers (see append_only.check_values).
+        CheckConstraint(f"kind IN {DISCREPANCY_KINDS!r}", name="kind"),
     )
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -223,6 +227,8 @@ class Subscription(Base):
     severities: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
+    # The token that made it: a monitor sees and deletes only its own (None: made before 0005).
+    token_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str | None] = mapped_column(String(500))
     # The circuit breaker (services/delivery.py): failed attempts in a row, across deliveries, and
