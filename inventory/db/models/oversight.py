@@ -51,7 +51,7 @@ class Discrepancy(Base):
         Index(None, "kind", "seq"),
         CheckConstraint(f"status IN {DISCREPANCY_STATUSES!r}", name="status"),
         CheckConstraint(f"severity IN {SEVERITIES!r}", name="severity"),
-        # On SQLite migration 0005 checks this by triggers (see append_only.check_values).
+        # On SQLite migration 0010 checks this by triggers (see append_only.check_values).
         CheckConstraint(f"kind IN {DISCREPANCY_KINDS!r}", name="kind"),
     )
 
@@ -227,7 +227,7 @@ class Subscription(Base):
     severities: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(200))
-    # The token that made it: a monitor sees and deletes only its own (None: made before 0005).
+    # The token that made it: a monitor sees and deletes only its own (None: made before 0010).
     token_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     disabled_reason: Mapped[str | None] = mapped_column(String(500))

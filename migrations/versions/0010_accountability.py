@@ -2,7 +2,7 @@
 recovered_elsewhere), status changes only through discrepancy events, the application role's
 UPDATE narrowed to the columns it changes, subscriptions owned by a token, active token names unique
 
-Revision ID: 0005
+Revision ID: 0010
 Revises: 0009 (issues 21, 18 and 16 landed first)
 Create Date: 2026-12-02 02:45:00.000000
 """
@@ -38,7 +38,7 @@ DISCREPANCY_KINDS = (
     "returned_elsewhere",
     "recovered_elsewhere",
 )
-revision: str = "0005"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
