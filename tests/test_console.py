@@ -222,6 +222,15 @@ def test_a_monitor_cannot_resolve(
     assert api.get(f"/api/v1/discrepancies/{case}").get_json()["status"] == "open"
 
 
+def test_a_clerk_is_offered_only_a_note_on_their_depots_cases(
+    app: Flask, api: Api, world: World, cases: dict[str, list[str]]
+) -> None:
+    console = Console.signed_in(app, api.token_for("clerk", [world.depot]))
+    page = console.text(f"/console/discrepancies/{cases[world.depot][0]}")
+    assert 'value="note"' in page
+    assert 'value="investigate"' not in page and 'value="resolve"' not in page
+
+
 def test_an_auditor_investigates_and_resolves(
     app: Flask, api: Api, world: World, cases: dict[str, list[str]]
 ) -> None:

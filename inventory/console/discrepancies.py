@@ -15,6 +15,7 @@ from ..api.pagination import keyset_page
 from ..db.models import Discrepancy
 from ..db.models.oversight import DISCREPANCY_STATUSES, SEVERITIES
 from ..domain.discrepancies import TRANSITIONS, DiscrepancyKind
+from ..domain.policy import Action, Outcome, decide
 from ..services import discrepancies
 from ..services.errors import Invalid
 from ..services.unit_of_work import UnitOfWork
@@ -70,8 +71,15 @@ def discrepancy_detail(discrepancy_id: uuid.UUID) -> ResponseReturnValue:
     require(who, "discrepancies.DiscrepancyById")
     session = read_session()
     found = discrepancies.get_visible(session, who, discrepancy_id)
+    depot = found.depot.code if found.depot else None
+    # What the forms offer is what the service would accept: the status allows it and so does
+    # the policy (a clerk may only note).
     actions = [
-        action for action, (allowed_from, _) in TRANSITIONS.items() if found.status in allowed_from
+        action
+        for action, (allowed_from, _) in TRANSITIONS.items()
+        if found.status in allowed_from
+        and decide(Action(f"discrepancy.{action}"), who, depot=depot).outcome
+        is not Outcome.FORBIDDEN
     ]
     return render_template(
         "console/discrepancy.html",
