@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from inventory import worker
 from inventory.api import conventions, openapi
 from inventory.domain.actors import operator
-from inventory.services import delivery, subscriptions
+from inventory.services import delivery, subscriptions, webhook_urls
 from inventory.services.unit_of_work import Context, run_write
 
 from .conftest import Api, unique
@@ -390,7 +390,7 @@ def test_schemathesis_finds_nothing_with_every_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Fuzzed webhook hosts must not reach DNS: they are judged by what they resolve to.
-    monkeypatch.setattr(subscriptions, "resolve_host", lambda host: [])
+    monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: [])
     depot, paths = known
     token = (
         api.token if role == "admin" else api.token_for(role, [depot] if role == "clerk" else [])

@@ -38,7 +38,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from inventory.services import subscriptions
+from inventory.services import webhook_urls
 
 from .conftest import Api, unique
 from .ledger_helpers import make_world
@@ -104,7 +104,7 @@ def stock(app: Flask, admin_token: str) -> Stock:
 @pytest.fixture
 def no_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Webhook URLs are judged by what their host resolves to; fuzzed hosts must not hit DNS."""
-    monkeypatch.setattr(subscriptions, "resolve_host", lambda host: [])
+    monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: [])
     yield
 
 

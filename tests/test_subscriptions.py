@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 from inventory.db.engine import make_engine, make_session_factory
 from inventory.db.models import AuditRecord, Delivery, OutboxEvent
 from inventory.domain.actors import operator
-from inventory.services import delivery, outbox, subscriptions
+from inventory.services import delivery, outbox, subscriptions, webhook_urls
 from inventory.services.delivery import Answer
 from inventory.services.unit_of_work import Context, UnitOfWork, run_write
 from inventory.settings import Settings
@@ -98,13 +98,13 @@ def test_a_host_name_is_judged_by_what_it_resolves_to(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names = {"hooks.monitor.example": ["93.184.215.14"], "intranet.example": ["192.168.1.20"]}
-    monkeypatch.setattr(subscriptions, "resolve_host", lambda host: names.get(host, []))
+    monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: names.get(host, []))
     assert subscribe(api, url="https://hooks.monitor.example/in").status_code == 201
     private = subscribe(api, url="https://intranet.example/in").get_json()
     assert "resolves to 192.168.1.20" in private["errors"]["url"][0]
     unknown = subscribe(api, url="https://nowhere.example/in").get_json()
     assert "does not resolve" in unknown["errors"]["url"][0]
-    allowed = subscriptions.url_problem("http://127.0.0.1:9/x", allow_private=True)
+    allowed = webhook_urls.url_problem("http://127.0.0.1:9/x", allow_private=True)
     assert allowed is None
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from inventory.services import delivery, subscriptions, webhook_urls
+from inventory.services import delivery, webhook_urls
 from inventory.services.delivery import Answer
 from inventory.settings import Settings
 from inventory.worker import Worker
@@ -55,7 +55,7 @@ def test_ipv6_forms_of_public_ipv4_addresses_pass(address: str) -> None:
 
 
 def test_a_host_name_disguising_loopback_as_nat64_is_refused(api: Api, monkeypatch: Any) -> None:
-    monkeypatch.setattr(subscriptions, "resolve_host", lambda host: ["64:ff9b::7f00:1"])
+    monkeypatch.setattr(webhook_urls, "resolve_host", lambda host: ["64:ff9b::7f00:1"])
     refused = subscribe(api, url="https://sneaky.example/in")
     assert refused.status_code == 422
     assert "IPv6 form of 127.0.0.1" in refused.get_json()["errors"]["url"][0]

@@ -26,10 +26,9 @@ from ..db.models.oversight import SEVERITIES
 from ..domain.actors import Actor, Role
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.policy import Action
-from . import accountability
+from . import accountability, webhook_urls
 from .errors import Conflict, Invalid, NotFound
 from .unit_of_work import UnitOfWork
-from .webhook_urls import Resolver, resolve_host, url_problem
 
 EVENT_TYPES = (
     "audit.checkpoint",
@@ -105,13 +104,9 @@ def create_subscription(
     depots: list[str] | None = None,
     kinds: list[str] | None = None,
     severities: list[str] | None = None,
-    *,
-    resolve: Resolver | None = None,
 ) -> IssuedSubscription:
     """Subscribe `url` to `events` (with optional filters); the secret is returned only here."""
-    if problem := url_problem(
-        url, allow_private=uow.settings.webhook_allow_private, resolve=resolve or resolve_host
-    ):
+    if problem := webhook_urls.url_problem(url, allow_private=uow.settings.webhook_allow_private):
         raise Invalid(problem, field="url")
     if not events:
         raise Invalid("subscribe to at least one event type", field="events")
