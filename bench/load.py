@@ -28,11 +28,13 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass
 class Server:
-    """`inventory serve` (gunicorn) on loopback, in its own process group."""
+    """`inventory serve` on loopback, in its own process group; its own defaults for workers and
+    threads unless given."""
 
     url: str
-    workers: int
+    workers: int | None
     port: int
+    threads: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
@@ -40,14 +42,16 @@ class Server:
             **os.environ,
             "INVENTORY_DATABASE_URL": self.url,
             "INVENTORY_LOG_LEVEL": "WARNING",
-            # a 100,000-serial count batch on a loaded box may take longer than gunicorn's 30 s
-            "GUNICORN_CMD_ARGS": "--timeout 300",
         }
         inventory = str(Path(sys.executable).with_name("inventory"))
         command = [inventory, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log")
+        if self.workers is not None:
+            command += ["--workers", str(self.workers)]
+        if self.threads is not None:
+            command += ["--threads", str(self.threads)]
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log")
         self.process = subprocess.Popen(
-            [*command, "--workers", str(self.workers)],
+            command,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -61,7 +65,7 @@ class Server:
             except OSError:
                 time.sleep(0.2)
         self.__exit__()
-        raise RuntimeError(f"gunicorn did not start: {Path(self.log.name).read_text()}")
+        raise RuntimeError(f"the server did not start: {Path(self.log.name).read_text()}")
 
     def __exit__(self, *_: Any) -> None:
         if self.process is not None:

@@ -50,7 +50,9 @@ def main() -> None:
     parser.add_argument("--lots", type=int, default=2_000)
     parser.add_argument("--big-depot", type=int, default=100_000, help="weapons in the stocktake")
     parser.add_argument("--audit", type=int, default=200_000, help="synthetic audit records")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server processes (default: inventory serve's)"
+    )
     parser.add_argument("--seconds", type=int, default=10, help="per wrk/pgbench run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sqlite-weapons", type=int, default=100_000)

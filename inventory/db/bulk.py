@@ -3,9 +3,10 @@ of rows), batched multi-row INSERTs on SQLite (see db/engine.py) and for a few r
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, insert
+from sqlalchemy import ColumnElement, Insert, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session
 
@@ -20,7 +21,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql" or len(rows) < COPY_FROM:
-        session.execute(insert(table), rows)
+        connection.execute(_insert(table), rows[0] if len(rows) == 1 else rows)
         return
     columns = list(rows[0])
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
@@ -31,6 +32,11 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
             copy.write_row([row[column] for column in columns])
 
 
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
+
+
 def among(
     session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: list[Any]
 ) -> ColumnElement[bool]:
@@ -39,3 +45,13 @@ def among(
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
     return column == any_(bindparam(None, values, type_=ARRAY(column.expression.type)))
+
+
+def among_param(
+    dialect: str, column: ColumnElement[Any] | QueryableAttribute[Any], name: str
+) -> ColumnElement[bool]:
+    """`column IN :name`, as `among` writes it, for a statement built once per dialect and
+    executed with the list of values under `name`."""
+    if dialect != "postgresql":
+        return column.in_(bindparam(name, expanding=True))
+    return column == any_(bindparam(name, type_=ARRAY(column.expression.type)))

@@ -118,7 +118,8 @@ RETURNING seq
 def _append_in_one_statement(
     session: Session, columns: dict[str, Any], before: bytes, after: bytes
 ) -> int:
-    seq = session.execute(_APPEND, {**columns, "before": before, "after": after}).scalar_one()
+    parameters = {**columns, "before": before, "after": after}
+    seq = session.connection().execute(_APPEND, parameters).scalar_one()
     return int(seq)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
 from ..db.models import Holder
@@ -29,15 +29,17 @@ def resolve(session: Session, ref: str, field: str) -> Holder:
     return resolve_many(session, {field: ref})[field]
 
 
+# Built once: every movement resolves its `from` and `to` with it.
+_BY_REF = select(Holder).where(
+    tuple_(Holder.kind, Holder.code).in_(bindparam("refs", expanding=True))
+)
+
+
 def resolve_many(session: Session, refs: dict[str, str]) -> dict[str, Holder]:
     """The holder each field's ref names, in one query (a movement's `from` and `to`), or a 422
     naming the first field, in order, whose ref is malformed or unknown."""
     wanted = {field: parse_ref(ref, field) for field, ref in refs.items()}
-    rows = session.scalars(
-        select(Holder).where(
-            or_(*(and_(Holder.kind == kind, Holder.code == code) for kind, code in wanted.values()))
-        )
-    )
+    rows = session.scalars(_BY_REF, {"refs": list(set(wanted.values()))})
     found = {(holder.kind, holder.code): holder for holder in rows.unique()}
     for field, (kind, code) in wanted.items():
         if (kind, code) not in found:

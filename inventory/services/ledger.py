@@ -8,17 +8,18 @@ movements either queue or deadlock-and-retry, and never both take the same weapo
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, tuple_, update
+from sqlalchemy import Insert, Select, Table, Update, bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
-from ..db.bulk import among, insert_rows
+from ..db.bulk import among_param, insert_rows
 from ..db.models import (
     Discrepancy,
     Holder,
@@ -172,9 +173,8 @@ def _record(
         "transfer_id": transfer_id,
         "late_entry": is_late(request.occurred_at, uow.now, uow.settings.late_entry_window),
     }
-    # A Core INSERT: the ORM's unit of work cost more than the statement on every movement.
-    inserted = insert(_MOVEMENTS).values(columns).returning(_MOVEMENTS.c.seq)
-    seq: int = session.execute(inserted).scalar_one()
+    # A Core INSERT built once: the ORM's unit of work cost more than the statement.
+    seq: int = session.connection().execute(_INSERT_MOVEMENT, columns).scalar_one()
     movement = Movement(seq=seq, **columns)  # as posted, for the response and the audit record
     movement.from_holder, movement.to_holder = source, destination
 
@@ -413,14 +413,10 @@ def lock_weapons(
     line_of = {row.id: (line_no, row) for line_no, row in moving}
     ids = sorted(line_of)
     held: dict[uuid.UUID, int] = {}
+    connection = session.connection()
+    statement = _lock_holdings(connection.dialect.name)
     for start in range(0, len(ids), BATCH):
-        chunk = ids[start : start + BATCH]
-        rows = session.execute(
-            select(_WEAPON_HOLDINGS.c.weapon_id, _WEAPON_HOLDINGS.c.holder_id)
-            .where(among(session, _WEAPON_HOLDINGS.c.weapon_id, chunk))
-            .order_by(_WEAPON_HOLDINGS.c.weapon_id)
-            .with_for_update()
-        )
+        rows = connection.execute(statement, {"ids": ids[start : start + BATCH]})
         held.update((weapon_id, holder_id) for weapon_id, holder_id in rows)
     elsewhere = {wid: hid for wid in ids if (hid := held[wid]) != source.id}
     if elsewhere:
@@ -440,12 +436,39 @@ def lock_weapons(
 
 def move_weapons(session: Session, ids: list[uuid.UUID], destination: Holder, seq: int) -> None:
     """Give the weapons `lock_weapons` locked to `destination`, by movement `seq`."""
+    connection = session.connection()
+    statement = _move_holdings(connection.dialect.name)
     for start in range(0, len(ids), BATCH):
-        session.execute(
-            update(_WEAPON_HOLDINGS)
-            .where(among(session, _WEAPON_HOLDINGS.c.weapon_id, ids[start : start + BATCH]))
-            .values(holder_id=destination.id, movement_seq=seq)
+        connection.execute(
+            statement,
+            {"ids": ids[start : start + BATCH], "to_holder": destination.id, "by_seq": seq},
         )
+
+
+# The statements every movement runs, built once (per dialect where `among_param` differs):
+# building a statement cost more Python than executing it.
+_INSERT_MOVEMENT: Insert = insert(_MOVEMENTS).returning(_MOVEMENTS.c.seq)
+
+
+@functools.cache
+def _lock_holdings(dialect: str) -> Select[Any]:
+    holding = _WEAPON_HOLDINGS.c
+    return (
+        select(holding.weapon_id, holding.holder_id)
+        .where(among_param(dialect, holding.weapon_id, "ids"))
+        .order_by(holding.weapon_id)
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _move_holdings(dialect: str) -> Update:
+    holding = _WEAPON_HOLDINGS.c
+    return (
+        update(_WEAPON_HOLDINGS)
+        .where(among_param(dialect, holding.weapon_id, "ids"))
+        .values(holder_id=bindparam("to_holder"), movement_seq=bindparam("by_seq"))
+    )
 
 
 def lock_lots(

@@ -3,15 +3,16 @@ queries (never one query per line: a movement carries up to 10,000 lines)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from ..db.bulk import among
+from ..db.bulk import among_param
 from ..db.models import ItemType, Lot, Weapon
 from ..domain.prose import lot_label, weapon_label
 from .errors import Invalid
@@ -136,13 +137,20 @@ def item_types_by_code(session: Session, codes: set[str]) -> dict[str, ItemType]
     return {item_type.code: item_type for item_type in rows}
 
 
-def _weapon_rows(session: Session, condition: Any) -> list[WeaponRow]:
-    stmt = (
+@functools.cache
+def _weapons_by(dialect: str, key: str) -> Select[uuid.UUID, str, str, str, str]:
+    """Weapons whose `key` (id or serial) is among :values; built once (every movement asks)."""
+    return (
         select(Weapon.id, Weapon.serial, Weapon.manufacturer, ItemType.code, ItemType.category)
         .join(ItemType, Weapon.item_type_id == ItemType.id)
-        .where(condition)
+        .where(among_param(dialect, getattr(Weapon, key), "values"))
     )
-    return [WeaponRow(*row) for row in session.execute(stmt)]
+
+
+def _weapon_rows(session: Session, key: str, values: list[Any]) -> list[WeaponRow]:
+    connection = session.connection()
+    rows = connection.execute(_weapons_by(connection.dialect.name, key), {"values": values})
+    return [WeaponRow(*row) for row in rows]
 
 
 def unknown_weapon(ref: WeaponRef) -> str:
@@ -165,12 +173,12 @@ def resolve_weapons(
     ids = sorted({ref.weapon_id for _, ref in refs if ref.weapon_id is not None})
     for chunk in _chunks(ids):
         by_id.update(
-            (row.id, row) for row in _weapon_rows(session, among(session, Weapon.id, chunk))
+            (row.id, row) for row in _weapon_rows(session, "id", chunk)
         )
     by_serial: dict[str, list[WeaponRow]] = defaultdict(list)
     serials = sorted({ref.serial for _, ref in refs if ref.weapon_id is None and ref.serial})
     for chunk in _chunks(serials):
-        for row in _weapon_rows(session, among(session, Weapon.serial, chunk)):
+        for row in _weapon_rows(session, "serial", chunk):
             by_serial[row.serial].append(row)
 
     resolved: dict[int, WeaponRow] = {}

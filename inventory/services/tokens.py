@@ -7,7 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..db.models import Holder, Token, TokenDepot
@@ -114,15 +114,20 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID) -> Token:
     return token
 
 
+# Every request asks this: one round trip, plain rows (the token and each of its depots), with a
+# statement built once and run on the connection (the session's ORM layer has nothing to add).
+# Nothing is cached between requests, so a revocation holds from the next request on.
+_BY_SECRET = (
+    select(Token.id, Token.name, Token.role, Token.revoked_at, Holder.code)
+    .outerjoin(TokenDepot, TokenDepot.token_id == Token.id)
+    .outerjoin(Holder, Holder.id == TokenDepot.holder_id)
+    .where(Token.secret_sha256 == bindparam("digest"))
+)
+
+
 def authenticate(session: Session, secret: str) -> Actor | None:
     """The actor a presented secret stands for, or None if it is unknown or revoked."""
-    # Every request asks this: one round trip, plain rows (the token and each of its depots).
-    rows = session.execute(
-        select(Token.id, Token.name, Token.role, Token.revoked_at, Holder.code)
-        .outerjoin(TokenDepot, TokenDepot.token_id == Token.id)
-        .outerjoin(Holder, Holder.id == TokenDepot.holder_id)
-        .where(Token.secret_sha256 == _digest(secret))
-    ).all()
+    rows = session.connection().execute(_BY_SECRET, {"digest": _digest(secret)}).all()
     if not rows or rows[0].revoked_at is not None:
         return None
     first = rows[0]
