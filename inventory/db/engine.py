@@ -4,14 +4,17 @@ writers queue on the busy timeout instead of failing with "database is locked"."
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 WRITE = "inventory_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -24,8 +27,34 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # receipt 3.1 s -> 2.0 s). PostgreSQL bulk inserts use COPY instead (db/bulk.py).
         engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a connection before use only if it sat idle in the pool: a server restart or a
+    firewall may have closed it meanwhile. One returned moments ago (under load, every one) is
+    used as it is; `pool_pre_ping` pinged on every checkout, a round trip each, two per API
+    request. A failed ping discards the connection and the pool hands out another."""
+
+    @event.listens_for(engine, "connect")
+    def connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since", 0.0)
+        if time.monotonic() - idle_since <= PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(str(error)) from error
 
 
 def _make_sqlite_transactional(engine: Engine) -> None:

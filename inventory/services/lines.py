@@ -172,9 +172,7 @@ def resolve_weapons(
     by_id: dict[uuid.UUID, WeaponRow] = {}
     ids = sorted({ref.weapon_id for _, ref in refs if ref.weapon_id is not None})
     for chunk in _chunks(ids):
-        by_id.update(
-            (row.id, row) for row in _weapon_rows(session, "id", chunk)
-        )
+        by_id.update((row.id, row) for row in _weapon_rows(session, "id", chunk))
     by_serial: dict[str, list[WeaponRow]] = defaultdict(list)
     serials = sorted({ref.serial for _, ref in refs if ref.weapon_id is None and ref.serial})
     for chunk in _chunks(serials):
@@ -228,6 +226,8 @@ def existing_weapons(
 def resolve_lots(
     session: Session, refs: list[tuple[int, LotRef]], errors: LineErrors
 ) -> dict[int, LotRow]:
+    if not refs:
+        return {}
     ids = sorted({ref.lot_id for _, ref in refs if ref.lot_id is not None})
     numbers = sorted({ref.lot_number for _, ref in refs if ref.lot_id is None and ref.lot_number})
     stmt = select(Lot.id, Lot.lot_number, ItemType.code).join(
