@@ -81,12 +81,9 @@ def init_app(app: Flask) -> None:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthorized("send Authorization: Bearer <token>")
-        session = db_session()
-        if session.get_bind().dialect.name == "postgresql":
-            # A single read needs no transaction: saves the BEGIN and ROLLBACK round trips.
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        actor = tokens.authenticate(session, secret.strip())
-        session.rollback()  # the lookup's read transaction ends here; writes begin their own
+        # The lookup opens the request's transaction, which its reads, or (on PostgreSQL) its
+        # write, go on in: one connection checkout per request.
+        actor = tokens.authenticate(db_session(), secret.strip())
         if actor is None:
             raise Unauthorized("the token is unknown or revoked", token_sent=True)
         g.actor = actor

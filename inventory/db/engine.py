@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,4 +83,37 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def begin_write(session: Session) -> None:
     """Start the session's transaction as a write: BEGIN IMMEDIATE on SQLite, nothing special on
     PostgreSQL (row locks do the work there)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection()
+        return
     session.connection(execution_options={WRITE: True})
+
+
+def commit_with(session: Session, sql: str, parameters: dict[str, Any]) -> tuple[Any, ...]:
+    """Run `sql` (a statement in the driver's own form that returns one row) and COMMIT in one
+    round trip, psycopg's pipeline mode; the row. Then end the session's transaction, which
+    has nothing left to commit. PostgreSQL only. A failure comes as SQLAlchemy's DBAPIError,
+    as from `session.execute`, and leaves the transaction for the caller to roll back."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.pipeline(), driver.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            driver.commit()
+            row = cursor.fetchone()
+    except psycopg.Error as error:
+        raise exc.DBAPIError.instance(sql, parameters, error, psycopg.Error) from error
+    assert row is not None
+    session.commit()
+    return tuple(row)
+
+
+def continue_as_write(session: Session) -> None:
+    """Make the request's transaction (opened by the token lookup) its write transaction. On
+    PostgreSQL it simply goes on: its reads ran at READ COMMITTED, as the write's will, and a
+    second BEGIN and connection checkout would only cost time. On SQLite the read transaction
+    ends and BEGIN IMMEDIATE starts the write, so concurrent writers queue instead of failing
+    to upgrade their locks."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.rollback()
+    begin_write(session)

@@ -3,6 +3,7 @@ own transaction, through `append` (called by the unit of work just before commit
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import LargeBinary, Table, bindparam, func, insert, select, text, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from ..db.engine import commit_with
 from ..db.models import AuditHead, AuditRecord
 from ..db.types import UTCDateTime
 from ..domain.actors import Actor
@@ -52,20 +55,9 @@ def append(
 
     The hashed bytes also name the exact credential (`token_id`; None for the server's own
     operator) and the X-Request-ID the client sent, if any, beside the server's `request_id`."""
-    indexed = {
-        "recorded_at": timestamp(now),
-        "actor": actor.name,
-        "role": str(actor.role),
-        "action": action,
-        "subject": subject,
-        "request_id": request_id,
-    }
-    credential = {
-        "token_id": str(actor.token_id) if actor.token_id else None,
-        "client_request_id": client_request_id,
-    }
-    before, after = canonical_parts({**indexed, **credential, "changes": changes})
-    columns = {**indexed, "recorded_at": now}
+    columns, before, after = _record_parts(
+        actor, request_id, now, action, subject, changes, client_request_id
+    )
     if session.get_bind().dialect.name == "postgresql":
         return _append_in_one_statement(session, columns, before, after)
     seq, prev_hash = session.execute(
@@ -83,6 +75,70 @@ def append(
     )
     session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=digest))
     return int(seq)
+
+
+def append_and_commit(
+    session: Session,
+    *,
+    actor: Actor,
+    request_id: str,
+    now: datetime,
+    action: str,
+    subject: str,
+    changes: dict[str, Any],
+    client_request_id: str | None = None,
+) -> int:
+    """`append`, then commit the session's transaction; the record's seq.
+
+    On PostgreSQL the append and the COMMIT reach the server together (`commit_with`). The chain
+    head's lock, which every write queues on, is then held only while the server runs the two,
+    not also while this thread waits for its turn at the interpreter between them: with several
+    request threads per process, that wait was most of the time the lock was held."""
+    if session.get_bind().dialect.name != "postgresql":
+        seq = append(
+            session,
+            actor=actor,
+            request_id=request_id,
+            now=now,
+            action=action,
+            subject=subject,
+            changes=changes,
+            client_request_id=client_request_id,
+        )
+        session.commit()
+        return seq
+    columns, before, after = _record_parts(
+        actor, request_id, now, action, subject, changes, client_request_id
+    )
+    sql = _driver_sql(session.get_bind().dialect)
+    (seq,) = commit_with(session, sql, {**columns, "before": before, "after": after})
+    return int(seq)
+
+
+def _record_parts(
+    actor: Actor,
+    request_id: str,
+    now: datetime,
+    action: str,
+    subject: str,
+    changes: dict[str, Any],
+    client_request_id: str | None,
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """The record's indexed columns and its hashed body before and after its seq."""
+    indexed = {
+        "recorded_at": timestamp(now),
+        "actor": actor.name,
+        "role": str(actor.role),
+        "action": action,
+        "subject": subject,
+        "request_id": request_id,
+    }
+    credential = {
+        "token_id": str(actor.token_id) if actor.token_id else None,
+        "client_request_id": client_request_id,
+    }
+    before, after = canonical_parts({**indexed, **credential, "changes": changes})
+    return {**indexed, "recorded_at": now}, before, after
 
 
 # One round trip instead of three: the head's lock is then held for as short a time as the
@@ -113,6 +169,13 @@ RETURNING seq
     bindparam("after", type_=LargeBinary()),
     bindparam("recorded_at", type_=UTCDateTime()),
 )
+
+
+@functools.cache
+def _driver_sql(dialect: Dialect) -> str:
+    """`_APPEND` as the driver takes it, for `commit_with` (UTC-aware times and bytes pass as
+    they are on PostgreSQL, so no bind processing is lost)."""
+    return str(_APPEND.compile(dialect=dialect))
 
 
 def _append_in_one_statement(

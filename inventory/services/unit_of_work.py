@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..db.bulk import insert_rows
-from ..db.engine import begin_write
+from ..db.engine import continue_as_write
 from ..db.models import IdempotentResponse, OutboxEvent
 from ..domain.actors import Actor
 from ..settings import Settings
@@ -125,8 +125,7 @@ def run_write(
 ) -> Outcome[T]:
     """Run `use_case` in one write transaction and return its presented response."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        session.rollback()  # end any read transaction (e.g. the token lookup) before writing
-        begin_write(session)
+        continue_as_write(session)  # every failed attempt below rolls back first
         try:
             if idempotency is not None and (earlier := _remembered(session, idempotency)):
                 session.rollback()
@@ -141,16 +140,20 @@ def run_write(
                 return Outcome(status, body)
             if entry is None:
                 raise RuntimeError(f"{use_case.__name__} changed state without an audit record")
-            uow.audit_seq = audit_log.append(
-                session,
-                actor=context.actor,
-                request_id=context.request_id,
-                client_request_id=context.client_request_id,
-                now=uow.now,
-                action=entry.action,
-                subject=entry.subject,
-                changes={**entry.changes, **uow.consequences},
-            )
+            record: dict[str, Any] = {
+                "actor": context.actor,
+                "request_id": context.request_id,
+                "client_request_id": context.client_request_id,
+                "now": uow.now,
+                "action": entry.action,
+                "subject": entry.subject,
+                "changes": {**entry.changes, **uow.consequences},
+            }
+            if not uow.events and idempotency is None:
+                # Nothing to write after the record: it goes with the COMMIT (see there).
+                uow.audit_seq = audit_log.append_and_commit(session, **record)
+                return Outcome(status, present(result, uow))
+            uow.audit_seq = audit_log.append(session, **record)
             # Events take their feed seq only now, under the chain head's lock, which the
             # append holds until commit: feed order is then commit order, and a feed reader's
             # cursor can never pass an event that is still to commit.
