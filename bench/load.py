@@ -216,6 +216,28 @@ def wrk(port: int, token: str, plans: list[dict[str, Any]], seconds: int) -> dic
     }
 
 
+def cpu_seconds(server: Server) -> dict[str, float]:
+    """CPU seconds used so far by the server's processes and by PostgreSQL's (every backend on
+    the machine: run on a quiet one), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    assert server.process is not None
+    used = {"server": 0.0, "postgres": 0.0}
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as file:
+                data = file.read()
+        except OSError:
+            continue  # the process ended
+        name = data[data.index("(") + 1 : data.rindex(")")]
+        fields = data[data.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if int(fields[2]) == server.process.pid:  # process group
+            used["server"] += seconds
+        elif name.startswith("postgres"):
+            used["postgres"] += seconds
+    return used
+
+
 def pgbench(url: str, clients: int, seconds: int, depots: int, big: int) -> dict[str, Any]:
     """The issue/return transaction as raw SQL (bench/raw_issue.sql) at `clients` clients."""
     parsed = make_url(url)

@@ -91,15 +91,19 @@ def begin_write(session: Session) -> None:
 
 def commit_with(session: Session, sql: str, parameters: dict[str, Any]) -> tuple[Any, ...]:
     """Run `sql` (a statement in the driver's own form that returns one row) and COMMIT in one
-    round trip, psycopg's pipeline mode; the row. Then end the session's transaction, which
-    has nothing left to commit. PostgreSQL only. A failure comes as SQLAlchemy's DBAPIError,
-    as from `session.execute`, and leaves the transaction for the caller to roll back."""
+    round trip; the row. Then end the session's transaction, which has nothing left to commit.
+    PostgreSQL only. A failure comes as SQLAlchemy's DBAPIError, as from `session.execute`,
+    and leaves the transaction (aborted, never committed) for the caller to roll back.
+
+    The two go as one simple-protocol query with the parameters bound client-side (psycopg's
+    ClientCursor): the server stops at the first error, so the COMMIT runs only if the
+    statement succeeded. (psycopg's pipeline mode does the same in one round trip, but its
+    client polled the socket in a loop while it waited, costing more CPU than it saved.)"""
     driver = session.connection().connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     try:
-        with driver.pipeline(), driver.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            driver.commit()
+        with psycopg.ClientCursor(driver) as cursor:
+            cursor.execute(sql + ";\nCOMMIT", parameters)
             row = cursor.fetchone()
     except psycopg.Error as error:
         raise exc.DBAPIError.instance(sql, parameters, error, psycopg.Error) from error

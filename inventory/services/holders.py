@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from ..db.models import Holder
 from ..db.models.reference import HOLDER_KINDS
@@ -29,9 +29,13 @@ def resolve(session: Session, ref: str, field: str) -> Holder:
     return resolve_many(session, {field: ref})[field]
 
 
-# Built once: every movement resolves its `from` and `to` with it.
-_BY_REF = select(Holder).where(
-    tuple_(Holder.kind, Holder.code).in_(bindparam("refs", expanding=True))
+# Built once: every movement resolves its `from` and `to` with it. A unit's home depot is
+# loaded when asked for, usually from the session (a unit's movements name its depot too),
+# instead of joined in for every holder.
+_BY_REF = (
+    select(Holder)
+    .where(tuple_(Holder.kind, Holder.code).in_(bindparam("refs", expanding=True)))
+    .options(lazyload(Holder.home_depot))
 )
 
 
@@ -40,7 +44,7 @@ def resolve_many(session: Session, refs: dict[str, str]) -> dict[str, Holder]:
     naming the first field, in order, whose ref is malformed or unknown."""
     wanted = {field: parse_ref(ref, field) for field, ref in refs.items()}
     rows = session.scalars(_BY_REF, {"refs": list(set(wanted.values()))})
-    found = {(holder.kind, holder.code): holder for holder in rows.unique()}
+    found = {(holder.kind, holder.code): holder for holder in rows}
     for field, (kind, code) in wanted.items():
         if (kind, code) not in found:
             raise Invalid(f"unknown holder {kind}:{code}", field=field)
