@@ -43,7 +43,7 @@ from ..domain.movements import (
     is_late,
 )
 from ..domain.policy import Action, Answer, Decision, Outcome
-from . import accountability, discrepancies, holders, outbox
+from . import accountability, discrepancies, holder_counts, holders, outbox
 from .accountability import Crossing, LostFrom
 from .discrepancies import Finding
 from .errors import Conflict, Invalid
@@ -188,6 +188,7 @@ def _record(
                 for w in plan.new_weapons
             ],
         )
+    leaving = holder_counts.leaving(session, moving_ids, source)  # read before they move
     move_weapons(session, moving_ids, destination, seq)
     if plan.new_lots:
         insert_rows(session, _LOTS, [{**lot, "registered_by": seq} for lot in plan.new_lots])
@@ -219,6 +220,8 @@ def _record(
     findings = _findings(movement, request, source, plan)
     findings += [_crossing_finding(movement, source, destination, c) for c in crossed or []]
     discrepancies.open_findings(uow, findings)
+    # Last before the audit append: the counters' row locks are held only to the commit.
+    holder_counts.record_movement(session, leaving, destination, len(plan.new_weapons), uow.now)
     if audit:
         uow.record(
             f"movement.{request.kind}",

@@ -22,6 +22,9 @@ its kind is on the books, never below 0: lost stock is unaccounted but no longer
 Every CSV column is defined in COLUMNS (served as the CSV's data dictionary).
 
 Everything is a few grouped queries over all holders at once, never a query per weapon or depot.
+The current weapon figures come from the per-holder summaries kept with every movement
+(holder_counts), so they cost the same at ten million weapons as at ten thousand; a past `as_of`
+is computed from the ledger.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
-from . import audit_log
+from . import audit_log, holder_counts
 from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
@@ -138,9 +141,12 @@ def accountability(
     flagged_transit = _flagged_transit_holders(as_of)
     cutoff = when - settings.verification_period
 
-    for holder_id, kind, lost_from, count, unaccounted, verified in session.execute(
-        _weapon_tally(as_of, cutoff, flagged_transit)
-    ):
+    tally = (
+        _current_weapon_tally(session, set(accounts), cutoff, flagged_transit)
+        if as_of is None
+        else session.execute(_weapon_tally(as_of, cutoff, flagged_transit))
+    )
+    for holder_id, kind, lost_from, count, unaccounted, verified in tally:
         depot_id = answers_to.get(lost_from if kind == "lost" else holder_id)
         if depot_id in accounts:
             tally = accounts[depot_id].weapons
@@ -230,6 +236,11 @@ def _open_at(as_of: datetime | None) -> ColumnElement[bool]:
         Discrepancy.detected_at <= as_of,
         or_(Discrepancy.resolved_at.is_(None), Discrepancy.resolved_at > as_of),
     )
+
+
+def _naming(as_of: datetime | None) -> list[ColumnElement[bool]]:
+    """A discrepancy open at `as_of` that makes the weapon it names unaccounted for."""
+    return [Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)]
 
 
 def _flagged_transit_holders(as_of: datetime | None) -> Select[Any]:
@@ -323,9 +334,7 @@ def _weapon_state(
             Discrepancy.weapon_id.label("weapon_id"),
             func.min(Discrepancy.detected_at).label("since"),
         )
-        .where(
-            Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)
-        )
+        .where(*_naming(as_of))
         .group_by(Discrepancy.weapon_id)
         .subquery()
     )
@@ -384,6 +393,35 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
         .where(holder.kind.in_(tuple(STATUS_BY_KIND)))
         .group_by(p.c.holder_id, holder.kind, lost_from)
     )
+
+
+def _current_weapon_tally(
+    session: Session, depot_ids: set[int], cutoff: datetime, flagged_transit: Select[Any]
+) -> list[tuple[int, str, int, int, int, int]]:
+    """The rows of `_weapon_tally` now, for the depots `depot_ids` only, from the summaries kept
+    with every movement (holder_counts) and the small sets of flagged transit accounts and named
+    weapons: it reads rows per holder and per overdue moment, never every holding."""
+    flagged = set(session.scalars(flagged_transit))
+    overdue = holder_counts.overdue_in_store(session, depot_ids, cutoff)
+    # Named weapons not already unaccounted for by where they are (lost is left out).
+    named: dict[int, int] = defaultdict(int)
+    named_weapons = select(Discrepancy.weapon_id).where(*_naming(None))
+    for weapon in holder_counts.positions_of(session, named_weapons, depot_ids):
+        if weapon.holder_id in flagged or (weapon.kind == "depot" and weapon.fresh_since < cutoff):
+            continue
+        named[weapon.holder_id] += 1
+    rows = []
+    for held in holder_counts.counts(session, depot_ids):
+        hid, verified = held.holder_id, 0
+        if held.kind == "lost" or hid in flagged:
+            unaccounted = held.weapons
+        elif held.kind == "depot":
+            unaccounted = overdue.get(hid, 0) + named[hid]
+            verified = held.weapons - overdue.get(hid, 0)
+        else:
+            unaccounted = named[hid]
+        rows.append((hid, held.kind, hid, held.weapons, unaccounted, verified))
+    return rows
 
 
 @dataclass(frozen=True)
