@@ -108,7 +108,8 @@ _PG_SEED = [
     INSERT INTO weapons (id, item_type_id, manufacturer, serial, marking_status, origin,
         year_of_manufacture, registered_by)
     SELECT w.id, (SELECT id FROM item_types WHERE code = 'AKM'), 'Kalashnikov',
-        'AK-' || lpad(w.n::text, 7, '0'), 'intact', 'procured', 1970 + w.n % 50, r.seq
+        'AK-' || lpad(w.n::text, greatest(7, length(w.n::text)), '0'), 'intact', 'procured',
+        1970 + w.n % 50, r.seq
     FROM bench_weapon w JOIN bench_receipt r USING (d)
     """,
     """
@@ -119,6 +120,17 @@ _PG_SEED = [
     INSERT INTO movement_lines (movement_seq, line_no, weapon_id, quantity, registers)
     SELECT r.seq, row_number() OVER (PARTITION BY w.d ORDER BY w.n) - 1, w.id, 1, true
     FROM bench_weapon w JOIN bench_receipt r USING (d)
+    """,
+    "CREATE TEMP TABLE bench_count AS SELECT d, count(*) AS weapons FROM bench_weapon GROUP BY d",
+    # The report's counters (services/holder_counts.py): per depot, and all fresh since receipt.
+    """
+    INSERT INTO holder_weapon_counts (holder_id, lost, weapons)
+    SELECT r.holder_id, false, c.weapons FROM bench_count c JOIN bench_receipt r USING (d)
+    """,
+    """
+    INSERT INTO in_store_freshness (holder_id, fresh_since, weapons)
+    SELECT r.holder_id, m.recorded_at, c.weapons FROM bench_count c JOIN bench_receipt r USING (d)
+    JOIN movements m ON m.seq = r.seq
     """,
     """
     CREATE TEMP TABLE bench_lot AS
@@ -143,7 +155,7 @@ _PG_SEED = [
         coalesce(c.weapons, 0) + row_number() OVER (PARTITION BY l.d ORDER BY l.m) - 1,
         l.id, 10000, true
     FROM bench_lot l JOIN bench_receipt r USING (d)
-    LEFT JOIN (SELECT d, count(*) AS weapons FROM bench_weapon GROUP BY d) c USING (d)
+    LEFT JOIN bench_count c USING (d)
     """,
 ]
 
