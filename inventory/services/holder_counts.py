@@ -8,13 +8,15 @@ store by `fresh_since`: when the verification period started running for them (a
 verification, whichever is later). Weapons overdue for verification are the rows below the cutoff.
 
 Each change is one upsert per table, its rows in key order (so concurrent movements queue on a
-holder's rows instead of deadlocking); a row that reaches 0 is removed. `projection.check`
-compares both with the full computation (`counts_from`, `freshness_from`); `projection.rebuild`
-refills them.
+holder's rows instead of deadlocking). A freshness row that reaches 0 is removed (every arrival
+makes one, so they would pile up in the range the report scans); a holder's count stays, at 0.
+`projection.check` compares both with the full computation (`counts_from`, `freshness_from`);
+`projection.rebuild` refills them.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -113,7 +115,7 @@ def record_movement(
             freshness[(source.id, moment)] -= n
     if destination.kind == "depot":
         freshness[(destination.id, now)] += arriving
-    _add(session, _COUNTS, ("holder_id", "lost"), counts)
+    _add(session, _COUNTS, ("holder_id", "lost"), counts, remove_emptied=False)
     _add(session, _FRESHNESS, ("holder_id", "fresh_since"), freshness)
 
 
@@ -136,25 +138,38 @@ def record_verification(session: Session, depot: Holder, weapon_ids: Any, now: d
     _add(session, _FRESHNESS, ("holder_id", "fresh_since"), freshness)
 
 
-def _add(session: Session, table: Table, key: tuple[str, str], deltas: dict[Any, int]) -> None:
+def _add(
+    session: Session,
+    table: Table,
+    key: tuple[str, str],
+    deltas: dict[Any, int],
+    remove_emptied: bool = True,
+) -> None:
     """Add each delta to its row (made if missing), in key order; remove rows left at 0."""
     rows = [{key[0]: k[0], key[1]: k[1], "weapons": n} for k, n in sorted(deltas.items()) if n != 0]
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    statement = upsert.values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[key[0]], table.c[key[1]]],
-        set_={"weapons": table.c.weapons + statement.excluded.weapons},
-    ).returning(table.c[key[0]], table.c[key[1]], table.c.weapons)
-    emptied = [(a, b) for a, b, weapons in session.execute(statement) if weapons == 0]
-    if emptied:
+    # With RETURNING the rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
+    added = session.execute(_upsert(table.name, session.get_bind().dialect.name), rows)
+    emptied = [(a, b) for a, b, weapons in added if weapons == 0]
+    if emptied and remove_emptied:
         session.execute(
             delete(table).where(
                 tuple_(table.c[key[0]], table.c[key[1]]).in_(emptied), table.c.weapons == 0
             )
         )
+
+
+@functools.cache
+def _upsert(table_name: str, dialect: str) -> Any:
+    """INSERT … ON CONFLICT adding to `weapons` (one multi-row statement for many rows), made
+    once: building it took longer than running it."""
+    table = {_COUNTS.name: _COUNTS, _FRESHNESS.name: _FRESHNESS}[table_name]
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return insert.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={"weapons": table.c.weapons + insert.excluded.weapons},
+    ).returning(*table.primary_key.columns, table.c.weapons)
 
 
 # The full computation, for `projection.check` and `projection.rebuild`.

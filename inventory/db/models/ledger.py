@@ -168,7 +168,7 @@ class LotHolding(Base):
 
 class HolderWeaponCount(Base):
     """Projection summary: how many weapons each holder holds (`lost` false) and how many are in
-    `lost` with a loss from it as their last movement (`lost` true). Rows reaching 0 are removed."""
+    `lost` with a loss from it as their last movement (`lost` true)."""
 
     __tablename__ = "holder_weapon_counts"
 
