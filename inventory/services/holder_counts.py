@@ -212,41 +212,33 @@ def freshness_from(positions: Any) -> Select[Any]:
 class HolderCount:
     holder_id: int  # for `lost`, the holder the weapons were lost from
     kind: str  # the holder's kind, or "lost"
-    depot_id: int  # the depot that answers for them
     weapons: int
 
 
-def _answering(depot_ids: Iterable[int]) -> tuple[Any, ColumnElement[bool]]:
-    """The depot that answers for a holder (itself, or a unit's or transit account's home), and
-    the condition that it is one of `depot_ids`."""
+def _answered_by(depot_ids: Iterable[int]) -> ColumnElement[bool]:
+    """The holder is one of `depot_ids`, or a unit or transit account whose home is one."""
     ids = sorted(depot_ids)
-    depot = case((Holder.kind == "depot", Holder.id), else_=Holder.home_depot_id)
-    return depot, and_(
-        Holder.kind.in_(("depot", "unit", "transit")),
-        or_(
-            and_(Holder.kind == "depot", Holder.id.in_(ids)),
-            and_(Holder.kind != "depot", Holder.home_depot_id.in_(ids)),
-        ),
+    return or_(
+        and_(Holder.kind == "depot", Holder.id.in_(ids)),
+        and_(Holder.kind.in_(("unit", "transit")), Holder.home_depot_id.in_(ids)),
     )
 
 
 def counts(session: Session, depot_ids: Iterable[int]) -> list[HolderCount]:
     """Weapons held by, and lost from, every holder the depots answer for."""
-    depot, answered = _answering(depot_ids)
     rows = session.execute(
         select(
             HolderWeaponCount.holder_id,
             HolderWeaponCount.lost,
             Holder.kind,
-            depot,
             HolderWeaponCount.weapons,
         )
         .join(Holder, Holder.id == HolderWeaponCount.holder_id)
-        .where(answered)
+        .where(_answered_by(depot_ids), HolderWeaponCount.weapons != 0)
     )
     return [
-        HolderCount(holder_id, "lost" if lost else kind, depot_id, weapons)
-        for holder_id, lost, kind, depot_id, weapons in rows
+        HolderCount(holder_id, "lost" if lost else kind, weapons)
+        for holder_id, lost, kind, weapons in rows
     ]
 
 
@@ -277,13 +269,12 @@ class NamedWeapon:
 def positions_of(session: Session, weapon_ids: Any, depot_ids: Iterable[int]) -> list[NamedWeapon]:
     """Where each weapon of `weapon_ids` (a select of ids) is, among the holders the depots
     answer for (`lost` excluded), and since when it is fresh."""
-    _, answered = _answering(depot_ids)
     since = fresh_since(Movement.recorded_at, WeaponVerification.verified_at)
     rows = session.execute(
         select(WeaponHolding.holder_id, Holder.kind, since)
         .join(Holder, Holder.id == WeaponHolding.holder_id)
         .join(Movement, Movement.seq == WeaponHolding.movement_seq)
         .outerjoin(WeaponVerification, WeaponVerification.weapon_id == WeaponHolding.weapon_id)
-        .where(WeaponHolding.weapon_id.in_(weapon_ids), answered)
+        .where(WeaponHolding.weapon_id.in_(weapon_ids), _answered_by(depot_ids))
     )
     return [NamedWeapon(holder_id, kind, moment) for holder_id, kind, moment in rows]

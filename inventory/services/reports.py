@@ -30,6 +30,7 @@ is computed from the ledger.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -141,12 +142,12 @@ def accountability(
     flagged_transit = _flagged_transit_holders(as_of)
     cutoff = when - settings.verification_period
 
-    tally = (
+    weapon_rows: Iterable[Any] = (
         _current_weapon_tally(session, set(accounts), cutoff, flagged_transit)
         if as_of is None
         else session.execute(_weapon_tally(as_of, cutoff, flagged_transit))
     )
-    for holder_id, kind, lost_from, count, unaccounted, verified in tally:
+    for holder_id, kind, lost_from, count, unaccounted, verified in weapon_rows:
         depot_id = answers_to.get(lost_from if kind == "lost" else holder_id)
         if depot_id in accounts:
             tally = accounts[depot_id].weapons
