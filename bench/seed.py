@@ -1,8 +1,9 @@
 """Datasets for `make bench`: a scratch database, a register of a million weapons written with
 set-based SQL (PostgreSQL) or through the use cases (SQLite, smaller), and a long audit chain.
 
-Weapon n has the serial AK-<n> (and on PostgreSQL the id 00000000-0000-4000-8000-<n in hex>);
-`weapon_ids` reads the ids of given weapons back for the load scripts. Depot D00 holds the first
+Weapon n has the serial AK-<n, 7 digits or more> (and on PostgreSQL the id
+00000000-0000-4000-8000-<n in hex>); `weapon_ids` reads the ids of given weapons back for the load
+scripts. Depot D00 holds the first
 `big_depot` weapons (the stocktake's subject); the rest are spread over the other depots. Each
 depot has one unit, U<nn>.
 """
@@ -188,7 +189,7 @@ def seed_postgres(url: str, scale: Scale) -> dict[str, float]:
     }
     # A bulk load as pg_restore does it: no per-row foreign-key triggers (the rows are made from
     # the same ids; check_consistency holds them to the ledger) and the secondary indexes built
-    # once after the load instead of row by row: 96 s -> 38 s at 1,000,000 weapons.
+    # once after the load instead of row by row (notes/20-counters.md has the figures).
     session.execute(text("SET LOCAL session_replication_role = replica"))
     session.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
     indexes = session.execute(text(_SECONDARY_INDEXES)).all()
