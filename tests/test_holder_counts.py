@@ -1,7 +1,8 @@
 """The report's counters (weapons per holder, each depot's store by freshness), on both
 databases: after every kind of movement and a stocktake they equal counting the ledger, the
-current report from them equals the report computed from the ledger, and `ledger rebuild --check`
-finds a corrupted counter that `ledger rebuild` repairs."""
+current report from them equals the report computed from the ledger, migration 0011 fills them
+from the holdings it finds, and `ledger rebuild --check` finds a corrupted counter that
+`ledger rebuild` repairs."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import time
 from datetime import datetime
 from typing import Any
 
+from alembic import command
 from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import create_engine, text
 
 from inventory.cli import main
 from inventory.clock import utcnow
+from inventory.db import migrate
 from inventory.domain.actors import operator
 from inventory.services import projection, reports
 
@@ -204,3 +207,19 @@ def test_rebuild_check_finds_a_corrupted_counter_and_rebuild_repairs_it(
         "/api/v1/reports/accountability", query_string={"depot": world.depot}
     ).get_json()
     assert report["depots"][0]["weapons"]["in_store"] == 2
+
+
+def test_the_migration_fills_the_counters_from_the_holdings_it_finds(
+    own_app: tuple[Flask, Api, str], fresh_database_url: str
+) -> None:
+    flask_app, api, _ = own_app
+    every_kind_of_movement(make_world(api))
+    flask_app.extensions["inventory.engine"].dispose()
+    command.downgrade(migrate.alembic_config(fresh_database_url), "0010")
+    migrate.upgrade(fresh_database_url)
+    session = flask_app.extensions["inventory.sessions"]()
+    try:
+        assert session.scalar(text("SELECT count(*) FROM in_store_freshness")) > 1
+        assert projection.check(session) == []
+    finally:
+        session.close()
