@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, case, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,7 @@ from ..db.models import (
     WeaponHolding,
     WeaponVerification,
 )
+from . import holders
 from .lines import BATCH
 
 _COUNTS: Table = HolderWeaponCount.__table__  # type: ignore[assignment]
@@ -215,15 +216,6 @@ class HolderCount:
     weapons: int
 
 
-def _answered_by(depot_ids: Iterable[int]) -> ColumnElement[bool]:
-    """The holder is one of `depot_ids`, or a unit or transit account whose home is one."""
-    ids = sorted(depot_ids)
-    return or_(
-        and_(Holder.kind == "depot", Holder.id.in_(ids)),
-        and_(Holder.kind.in_(("unit", "transit")), Holder.home_depot_id.in_(ids)),
-    )
-
-
 def counts(session: Session, depot_ids: Iterable[int]) -> list[HolderCount]:
     """Weapons held by, and lost from, every holder the depots answer for."""
     rows = session.execute(
@@ -234,7 +226,7 @@ def counts(session: Session, depot_ids: Iterable[int]) -> list[HolderCount]:
             HolderWeaponCount.weapons,
         )
         .join(Holder, Holder.id == HolderWeaponCount.holder_id)
-        .where(_answered_by(depot_ids), HolderWeaponCount.weapons != 0)
+        .where(holders.answering_to(depot_ids), HolderWeaponCount.weapons != 0)
     )
     return [
         HolderCount(holder_id, "lost" if lost else kind, weapons)
@@ -275,6 +267,6 @@ def positions_of(session: Session, weapon_ids: Any, depot_ids: Iterable[int]) ->
         .join(Holder, Holder.id == WeaponHolding.holder_id)
         .join(Movement, Movement.seq == WeaponHolding.movement_seq)
         .outerjoin(WeaponVerification, WeaponVerification.weapon_id == WeaponHolding.weapon_id)
-        .where(WeaponHolding.weapon_id.in_(weapon_ids), _answered_by(depot_ids))
+        .where(WeaponHolding.weapon_id.in_(weapon_ids), holders.answering_to(depot_ids))
     )
     return [NamedWeapon(holder_id, kind, moment) for holder_id, kind, moment in rows]

@@ -57,7 +57,7 @@ from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
-from . import audit_log, holder_counts
+from . import audit_log, holder_counts, holders
 from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
@@ -138,7 +138,7 @@ def accountability(
     when = as_of or utcnow()
     chosen = _depots_in_scope(session, actor, depots)
     accounts = {depot_id: DepotAccount(code) for depot_id, code in chosen}
-    answers_to = _answering_depots(session)
+    answers_to = _answering_depots(session, set(accounts))
     flagged_transit = _flagged_transit_holders(as_of)
     cutoff = when - settings.verification_period
 
@@ -156,7 +156,7 @@ def accountability(
             tally["verified_within_policy"] += int(verified or 0)
 
     flagged_ids = set(session.scalars(flagged_transit))
-    for holder_id, kind, rounds in session.execute(_round_balances(as_of)):
+    for holder_id, kind, rounds in session.execute(_round_balances(as_of, set(accounts))):
         depot_id = answers_to.get(holder_id)
         if depot_id in accounts and kind in ("depot", "unit", "transit"):
             tally = accounts[depot_id].ammunition
@@ -174,7 +174,9 @@ def accountability(
         account.ammunition["lost"] = rounds
         account.ammunition["unaccounted"] += rounds
 
-    for depot_id, kind, severity, n, quantity in session.execute(_open_discrepancies(as_of)):
+    for depot_id, kind, severity, n, quantity in session.execute(
+        _open_discrepancies(as_of, set(accounts))
+    ):
         if depot_id in accounts:
             account = accounts[depot_id]
             account.open_discrepancies[kind] = account.open_discrepancies.get(kind, 0) + n
@@ -208,13 +210,13 @@ def _depots_in_scope(
     return [(hid, code) for hid, code in session.execute(stmt)]
 
 
-def _answering_depots(session: Session) -> dict[int, int]:
-    """Holder id → the depot that answers for it: a depot itself, a unit's home depot, a
-    transfer's transit account's origin depot."""
+def _answering_depots(session: Session, depot_ids: set[int]) -> dict[int, int]:
+    """Holder id → the depot among `depot_ids` that answers for it: a depot itself, a unit's home
+    depot, a transfer's transit account's origin depot."""
     answers: dict[int, int] = {}
     for hid, kind, home in session.execute(
         select(Holder.id, Holder.kind, Holder.home_depot_id).where(
-            Holder.kind.in_(("depot", "unit"))
+            Holder.kind.in_(("depot", "unit")), holders.answering_to(depot_ids)
         )
     ):
         if kind == "depot":
@@ -222,7 +224,9 @@ def _answering_depots(session: Session) -> dict[int, int]:
         elif home is not None:
             answers[hid] = home
     for transit, origin in session.execute(
-        select(Transfer.transit_holder_id, Transfer.from_holder_id)
+        select(Transfer.transit_holder_id, Transfer.from_holder_id).where(
+            Transfer.from_holder_id.in_(sorted(depot_ids))
+        )
     ):
         if origin in answers:
             answers[transit] = answers[origin]
@@ -448,7 +452,7 @@ def unaccounted_weapons(
     the same scope and the same `as_of` as `accountability`."""
     when = as_of or utcnow()
     chosen = dict(_depots_in_scope(session, actor, depots))
-    answers_to = _answering_depots(session)
+    answers_to = _answering_depots(session, set(chosen))
     w = _weapon_state(as_of, when - settings.verification_period, _flagged_transit_holders(as_of))
     p, holder = w.p, w.holder
     reason = case(
@@ -489,13 +493,15 @@ def unaccounted_weapons(
     return sorted(found, key=lambda u: (u.depot, u.manufacturer, u.serial))
 
 
-def _round_balances(as_of: datetime | None) -> Any:
-    """Rounds per holder (all lots together), now or as the books stood at `as_of`."""
+def _round_balances(as_of: datetime | None, depot_ids: set[int]) -> Any:
+    """Rounds per holder the depots answer for (all lots together), now or as the books stood at
+    `as_of`."""
     holder = aliased(Holder)
     if as_of is None:
         return (
             select(LotHolding.holder_id, holder.kind, func.sum(LotHolding.quantity))
             .join(holder, holder.id == LotHolding.holder_id)
+            .where(holders.answering_to(depot_ids, holder))
             .group_by(LotHolding.holder_id, holder.kind)
         )
     credits = (
@@ -516,6 +522,7 @@ def _round_balances(as_of: datetime | None) -> Any:
     return (
         select(entries.c.holder_id, holder.kind, func.sum(entries.c.delta))
         .join(holder, holder.id == entries.c.holder_id)
+        .where(holders.answering_to(depot_ids, holder))
         .group_by(entries.c.holder_id, holder.kind)
     )
 
@@ -544,7 +551,7 @@ def _lost_round_moves(as_of: datetime | None) -> Any:
     return stmt
 
 
-def _open_discrepancies(as_of: datetime | None) -> Any:
+def _open_discrepancies(as_of: datetime | None, depot_ids: set[int]) -> Any:
     return (
         select(
             Discrepancy.depot_id,
@@ -553,7 +560,7 @@ def _open_discrepancies(as_of: datetime | None) -> Any:
             func.count(),
             func.sum(Discrepancy.quantity),
         )
-        .where(Discrepancy.depot_id.is_not(None), _open_at(as_of))
+        .where(Discrepancy.depot_id.in_(sorted(depot_ids)), _open_at(as_of))
         .group_by(Discrepancy.depot_id, Discrepancy.kind, Discrepancy.severity)
     )
 
