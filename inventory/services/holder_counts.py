@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, case, delete, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -123,13 +123,22 @@ def record_movement(
 def record_verification(session: Session, depot: Holder, weapon_ids: Any, now: datetime) -> None:
     """Make the weapons in `depot`'s store among `weapon_ids` (a select of ids) fresh since `now`,
     before their verifications are written."""
+    here = and_(WeaponHolding.holder_id == depot.id, WeaponHolding.weapon_id.in_(weapon_ids))
+    # Share-lock those holdings first, in id order as movements lock them: a movement taking one
+    # out of the depot meanwhile would otherwise take it off the freshness row it had before.
+    session.execute(
+        select(WeaponHolding.weapon_id)
+        .where(here)
+        .order_by(WeaponHolding.weapon_id)
+        .with_for_update(read=True)
+    )
     since = fresh_since(Movement.recorded_at, WeaponVerification.verified_at)
     rows = session.execute(
         select(since, func.count())
         .select_from(WeaponHolding)
         .join(Movement, Movement.seq == WeaponHolding.movement_seq)
         .outerjoin(WeaponVerification, WeaponVerification.weapon_id == WeaponHolding.weapon_id)
-        .where(WeaponHolding.holder_id == depot.id, WeaponHolding.weapon_id.in_(weapon_ids))
+        .where(here)
         .group_by(since)
     ).all()
     freshness: dict[tuple[int, datetime], int] = defaultdict(int)
