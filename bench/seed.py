@@ -1,8 +1,9 @@
 """Datasets for `make bench`: a scratch database, a register of a million weapons written with
 set-based SQL (PostgreSQL) or through the use cases (SQLite, smaller), and a long audit chain.
 
-Weapon n has the serial AK-<n> (and on PostgreSQL the id 00000000-0000-4000-8000-<n in hex>);
-`weapon_ids` reads the ids of given weapons back for the load scripts. Depot D00 holds the first
+Weapon n has the serial AK-<n, 7 digits or more> (and on PostgreSQL the id
+00000000-0000-4000-8000-<n in hex>); `weapon_ids` reads the ids of given weapons back for the load
+scripts. Depot D00 holds the first
 `big_depot` weapons (the stocktake's subject); the rest are spread over the other depots. Each
 depot has one unit, U<nn>.
 """
@@ -108,7 +109,8 @@ _PG_SEED = [
     INSERT INTO weapons (id, item_type_id, manufacturer, serial, marking_status, origin,
         year_of_manufacture, registered_by)
     SELECT w.id, (SELECT id FROM item_types WHERE code = 'AKM'), 'Kalashnikov',
-        'AK-' || lpad(w.n::text, 7, '0'), 'intact', 'procured', 1970 + w.n % 50, r.seq
+        'AK-' || lpad(w.n::text, greatest(7, length(w.n::text)), '0'), 'intact', 'procured',
+        1970 + w.n % 50, r.seq
     FROM bench_weapon w JOIN bench_receipt r USING (d)
     """,
     """
@@ -119,6 +121,17 @@ _PG_SEED = [
     INSERT INTO movement_lines (movement_seq, line_no, weapon_id, quantity, registers)
     SELECT r.seq, row_number() OVER (PARTITION BY w.d ORDER BY w.n) - 1, w.id, 1, true
     FROM bench_weapon w JOIN bench_receipt r USING (d)
+    """,
+    "CREATE TEMP TABLE bench_count AS SELECT d, count(*) AS weapons FROM bench_weapon GROUP BY d",
+    # The report's counters (services/holder_counts.py): per depot, and all fresh since receipt.
+    """
+    INSERT INTO holder_weapon_counts (holder_id, lost, weapons)
+    SELECT r.holder_id, false, c.weapons FROM bench_count c JOIN bench_receipt r USING (d)
+    """,
+    """
+    INSERT INTO in_store_freshness (holder_id, fresh_since, weapons)
+    SELECT r.holder_id, m.recorded_at, c.weapons FROM bench_count c JOIN bench_receipt r USING (d)
+    JOIN movements m ON m.seq = r.seq
     """,
     """
     CREATE TEMP TABLE bench_lot AS
@@ -143,9 +156,22 @@ _PG_SEED = [
         coalesce(c.weapons, 0) + row_number() OVER (PARTITION BY l.d ORDER BY l.m) - 1,
         l.id, 10000, true
     FROM bench_lot l JOIN bench_receipt r USING (d)
-    LEFT JOIN (SELECT d, count(*) AS weapons FROM bench_weapon GROUP BY d) c USING (d)
+    LEFT JOIN bench_count c USING (d)
     """,
 ]
+
+
+# The big tables' indexes other than primary keys (and the unique constraints they back).
+_SECONDARY_INDEXES = """
+SELECT i.indrelid::regclass::text, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid),
+    c.conname
+FROM pg_index i
+LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype = 'u'
+WHERE i.indrelid IN ('weapons'::regclass, 'weapon_holdings'::regclass,
+    'movement_lines'::regclass)
+    AND NOT i.indisprimary
+ORDER BY 1, 2
+"""
 
 
 def seed_postgres(url: str, scale: Scale) -> dict[str, float]:
@@ -161,8 +187,26 @@ def seed_postgres(url: str, scale: Scale) -> dict[str, float]:
         "weapons": scale.weapons,
         "lots": scale.lots,
     }
+    # A bulk load as pg_restore does it: no per-row foreign-key triggers (the rows are made from
+    # the same ids; check_consistency holds them to the ledger) and the secondary indexes built
+    # once after the load instead of row by row (notes/20-counters.md has the figures).
+    session.execute(text("SET LOCAL session_replication_role = replica"))
+    session.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))
+    indexes = session.execute(text(_SECONDARY_INDEXES)).all()
+    for table, index, _, constraint in indexes:
+        if constraint:
+            session.execute(text(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}"))
+        else:
+            session.execute(text(f"DROP INDEX {index}"))
     for statement in _PG_SEED:
         session.execute(text(statement), params)
+    for table, index, definition, constraint in indexes:
+        session.execute(text(definition))
+        if constraint:
+            session.execute(
+                text(f"ALTER TABLE {table} ADD CONSTRAINT {constraint} UNIQUE USING INDEX {index}")
+            )
+    session.execute(text("SET LOCAL session_replication_role = origin"))
     receipts = session.execute(
         text(
             "SELECT r.d, r.id, "

@@ -21,7 +21,9 @@ from sqlalchemy.engine import make_url
 
 from inventory import create_app
 from inventory.db import migrate
-from inventory.services import checkpoints
+from inventory.domain.actors import operator
+from inventory.services import checkpoints, tokens
+from inventory.services.unit_of_work import Context, run_write
 from inventory.settings import Settings
 
 PG_URL = os.environ.get("INVENTORY_TEST_DATABASE_URL")
@@ -178,3 +180,21 @@ def depot(api: Api) -> str:
         api.post("/api/v1/depots", json={"code": code, "name": f"Depot {code}"}).status_code == 201
     )
     return code
+
+
+@pytest.fixture
+def own_app(fresh_database_url: str, tmp_path: Path) -> Iterator[tuple[Flask, Api, str]]:
+    """An app over its own database with exactly one admin token (and its secret)."""
+    flask_app = create_app({"SETTINGS": make_settings(fresh_database_url, tmp_path)})
+    session = flask_app.extensions["inventory.sessions"]()
+    try:
+        issued = run_write(
+            session,
+            Context(actor=operator("tests")),
+            lambda uow: tokens.create_token(uow, "only admin", "admin", []),
+            lambda issued, _uow: (str(issued.token.id), issued.secret),
+        ).body
+    finally:
+        session.close()
+    yield flask_app, Api(flask_app.test_client(), issued[1]), issued[0]
+    flask_app.extensions["inventory.engine"].dispose()

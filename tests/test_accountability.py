@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -267,24 +266,6 @@ def test_token_requests_that_make_no_sense_are_422_naming_the_field(api: Api) ->
     assert "depots" in assert_problem(api.post("/api/v1/tokens", json=twice), 422)["errors"]
     unknown = {"name": unique("c"), "role": "superuser"}
     assert "role" in assert_problem(api.post("/api/v1/tokens", json=unknown), 422)["errors"]
-
-
-@pytest.fixture
-def own_app(fresh_database_url: str, tmp_path: Path) -> Iterator[tuple[Flask, Api, str]]:
-    """An app over its own database with exactly one admin token (and its secret)."""
-    flask_app = create_app({"SETTINGS": make_settings(fresh_database_url, tmp_path)})
-    session = flask_app.extensions["inventory.sessions"]()
-    try:
-        issued = run_write(
-            session,
-            Context(actor=operator("tests")),
-            lambda uow: tokens.create_token(uow, "only admin", "admin", []),
-            lambda issued, _uow: (str(issued.token.id), issued.secret),
-        ).body
-    finally:
-        session.close()
-    yield flask_app, Api(flask_app.test_client(), issued[1]), issued[0]
-    flask_app.extensions["inventory.engine"].dispose()
 
 
 def test_the_last_active_admin_token_cannot_be_revoked(own_app: tuple[Flask, Api, str]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, tuple_
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session, lazyload
 
 from ..db.models import Holder
@@ -73,3 +76,13 @@ def depot_holder_of(holder: Holder) -> Holder | None:
 def depot_of(holder: Holder) -> str | None:
     depot = depot_holder_of(holder)
     return depot.code if depot is not None else None
+
+
+def answering_to(depot_ids: Iterable[int], holder: Any = Holder) -> ColumnElement[bool]:
+    """In SQL: `holder` (the Holder entity or an alias of it) is one of the depots `depot_ids`,
+    or a unit or transit account whose home is one: what `depot_holder_of` answers, for a query."""
+    ids = sorted(depot_ids)
+    return or_(
+        and_(holder.kind == "depot", holder.id.in_(ids)),
+        and_(holder.kind.in_(("unit", "transit")), holder.home_depot_id.in_(ids)),
+    )

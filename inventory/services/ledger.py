@@ -56,7 +56,7 @@ from ..domain.movements import (
     is_late,
 )
 from ..domain.policy import Action, Answer, Decision, Outcome
-from . import accountability, discrepancies, holders, outbox
+from . import accountability, discrepancies, holder_counts, holders, outbox
 from .accountability import Crossing, LostFrom
 from .discrepancies import Finding
 from .errors import Conflict, Invalid
@@ -185,6 +185,7 @@ def _record(
         "transfer_id": transfer_id,
         "late_entry": is_late(request.occurred_at, uow.now, uow.settings.late_entry_window),
     }
+    leaving = holder_counts.leaving(session, moving_ids, source)  # read before they move
     connection = session.connection()
     if connection.dialect.name == "postgresql" and _moves_registered_weapons_only(plan):
         seq = _post_weapon_moves(session, columns, plan, moving_ids, destination)
@@ -195,6 +196,8 @@ def _record(
     findings = _findings(movement, request, source, plan)
     findings += [_crossing_finding(movement, source, destination, c) for c in crossed or []]
     discrepancies.open_findings(uow, findings)
+    # Last before the audit append: the counters' row locks are held only to the commit.
+    holder_counts.record_movement(session, leaving, destination, len(plan.new_weapons), uow.now)
     if audit:
         uow.record(
             f"movement.{request.kind}",

@@ -1,17 +1,28 @@
 """The current-holdings projection, recomputed from the ledger: compared (`check`) or rebuilt.
 
 The ledger is the truth; `weapon_holdings` and `lot_holdings` are a cache kept in each movement's
-transaction. Recomputing them is a few set-based statements, whatever the ledger's size."""
+transaction, and so are their summaries for the report (`holder_weapon_counts`,
+`in_store_freshness`: see holder_counts). Recomputing them is a few set-based statements,
+whatever the ledger's size."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
-from ..db.models import LotHolding, Movement, MovementLine, WeaponHolding
+from ..db.models import (
+    HolderWeaponCount,
+    InStoreFreshness,
+    LotHolding,
+    Movement,
+    MovementLine,
+    WeaponHolding,
+)
+from . import holder_counts
 from .unit_of_work import UnitOfWork
 
 
@@ -19,7 +30,11 @@ def _weapons_from_ledger() -> Select[uuid.UUID | None, int, int]:
     """(weapon, holder, movement seq) from each weapon's last line."""
     later = aliased(MovementLine)
     return (
-        select(MovementLine.weapon_id, Movement.to_holder_id, Movement.seq)
+        select(
+            MovementLine.weapon_id.label("weapon_id"),
+            Movement.to_holder_id.label("holder_id"),
+            Movement.seq.label("movement_seq"),
+        )
         .join(Movement, Movement.seq == MovementLine.movement_seq)
         .where(
             MovementLine.weapon_id.is_not(None),
@@ -103,7 +118,51 @@ def check(session: Session) -> list[Difference]:
                     lots_projected.get(key, 0),
                 )
             )
+    return differences + _summary_differences(session)
+
+
+def _ledger_positions() -> Any:
+    """Each weapon's holder and the movement that put it there, from its last line."""
+    return _weapons_from_ledger().subquery()
+
+
+def _summary_differences(session: Session) -> list[Difference]:
+    """Where the report's counters (holder_counts) disagree with counting the ledger's weapons."""
+    differences: list[Difference] = []
+    positions = _ledger_positions()
+    summaries = (
+        (
+            "weapons {1} holder {0}",
+            holder_counts.counts_from(positions),
+            select(HolderWeaponCount.holder_id, HolderWeaponCount.lost, HolderWeaponCount.weapons),
+        ),
+        (
+            "weapons in depot {0}'s store fresh since {1}",
+            holder_counts.freshness_from(positions),
+            select(
+                InStoreFreshness.holder_id, InStoreFreshness.fresh_since, InStoreFreshness.weapons
+            ),
+        ),
+    )
+    for subject, computed, kept in summaries:
+        expected = {(a, b): n for a, b, n in session.execute(computed)}
+        counted = {(a, b): n for a, b, n in session.execute(kept) if n != 0}
+        for key in sorted(expected.keys() | counted.keys(), key=str):
+            if expected.get(key, 0) != counted.get(key, 0):
+                differences.append(
+                    Difference(
+                        subject.format(key[0], _side(key[1])),
+                        expected.get(key, 0),
+                        counted.get(key, 0),
+                    )
+                )
     return differences
+
+
+def _side(value: object) -> object:
+    if isinstance(value, bool):
+        return "lost from" if value else "held by"
+    return value
 
 
 def rebuild(uow: UnitOfWork) -> int:
@@ -119,6 +178,21 @@ def rebuild(uow: UnitOfWork) -> int:
     )
     session.execute(
         insert(LotHolding).from_select(["lot_id", "holder_id", "quantity"], _lots_from_ledger())
+    )
+    session.execute(delete(HolderWeaponCount))
+    session.execute(delete(InStoreFreshness))
+    holdings = select(
+        WeaponHolding.weapon_id, WeaponHolding.holder_id, WeaponHolding.movement_seq
+    ).subquery()
+    session.execute(
+        insert(HolderWeaponCount).from_select(
+            ["holder_id", "lost", "weapons"], holder_counts.counts_from(holdings)
+        )
+    )
+    session.execute(
+        insert(InStoreFreshness).from_select(
+            ["holder_id", "fresh_since", "weapons"], holder_counts.freshness_from(holdings)
+        )
     )
     uow.record("ledger.rebuild", "projection", {"differences_repaired": differing})
     return differing

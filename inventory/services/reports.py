@@ -22,11 +22,15 @@ its kind is on the books, never below 0: lost stock is unaccounted but no longer
 Every CSV column is defined in COLUMNS (served as the CSV's data dictionary).
 
 Everything is a few grouped queries over all holders at once, never a query per weapon or depot.
+The current weapon figures come from the per-holder summaries kept with every movement
+(holder_counts), so they cost the same at ten million weapons as at ten thousand; a past `as_of`
+is computed from the ledger.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +57,7 @@ from ..domain import policy
 from ..domain.actors import Actor
 from ..domain.discrepancies import DiscrepancyKind
 from ..settings import Settings
-from . import audit_log
+from . import audit_log, holder_counts, holders
 from .csv_export import CsvWriter
 from .errors import Forbidden, NotFound
 
@@ -134,13 +138,16 @@ def accountability(
     when = as_of or utcnow()
     chosen = _depots_in_scope(session, actor, depots)
     accounts = {depot_id: DepotAccount(code) for depot_id, code in chosen}
-    answers_to = _answering_depots(session)
+    answers_to = _answering_depots(session, set(accounts))
     flagged_transit = _flagged_transit_holders(as_of)
     cutoff = when - settings.verification_period
 
-    for holder_id, kind, lost_from, count, unaccounted, verified in session.execute(
-        _weapon_tally(as_of, cutoff, flagged_transit)
-    ):
+    weapon_rows: Iterable[Any] = (
+        _current_weapon_tally(session, set(accounts), cutoff, flagged_transit)
+        if as_of is None
+        else session.execute(_weapon_tally(as_of, cutoff, flagged_transit))
+    )
+    for holder_id, kind, lost_from, count, unaccounted, verified in weapon_rows:
         depot_id = answers_to.get(lost_from if kind == "lost" else holder_id)
         if depot_id in accounts:
             tally = accounts[depot_id].weapons
@@ -149,7 +156,7 @@ def accountability(
             tally["verified_within_policy"] += int(verified or 0)
 
     flagged_ids = set(session.scalars(flagged_transit))
-    for holder_id, kind, rounds in session.execute(_round_balances(as_of)):
+    for holder_id, kind, rounds in session.execute(_round_balances(as_of, set(accounts))):
         depot_id = answers_to.get(holder_id)
         if depot_id in accounts and kind in ("depot", "unit", "transit"):
             tally = accounts[depot_id].ammunition
@@ -167,7 +174,9 @@ def accountability(
         account.ammunition["lost"] = rounds
         account.ammunition["unaccounted"] += rounds
 
-    for depot_id, kind, severity, n, quantity in session.execute(_open_discrepancies(as_of)):
+    for depot_id, kind, severity, n, quantity in session.execute(
+        _open_discrepancies(as_of, set(accounts))
+    ):
         if depot_id in accounts:
             account = accounts[depot_id]
             account.open_discrepancies[kind] = account.open_discrepancies.get(kind, 0) + n
@@ -201,13 +210,13 @@ def _depots_in_scope(
     return [(hid, code) for hid, code in session.execute(stmt)]
 
 
-def _answering_depots(session: Session) -> dict[int, int]:
-    """Holder id → the depot that answers for it: a depot itself, a unit's home depot, a
-    transfer's transit account's origin depot."""
+def _answering_depots(session: Session, depot_ids: set[int]) -> dict[int, int]:
+    """Holder id → the depot among `depot_ids` that answers for it: a depot itself, a unit's home
+    depot, a transfer's transit account's origin depot."""
     answers: dict[int, int] = {}
     for hid, kind, home in session.execute(
         select(Holder.id, Holder.kind, Holder.home_depot_id).where(
-            Holder.kind.in_(("depot", "unit"))
+            Holder.kind.in_(("depot", "unit")), holders.answering_to(depot_ids)
         )
     ):
         if kind == "depot":
@@ -215,7 +224,9 @@ def _answering_depots(session: Session) -> dict[int, int]:
         elif home is not None:
             answers[hid] = home
     for transit, origin in session.execute(
-        select(Transfer.transit_holder_id, Transfer.from_holder_id)
+        select(Transfer.transit_holder_id, Transfer.from_holder_id).where(
+            Transfer.from_holder_id.in_(sorted(depot_ids))
+        )
     ):
         if origin in answers:
             answers[transit] = answers[origin]
@@ -230,6 +241,11 @@ def _open_at(as_of: datetime | None) -> ColumnElement[bool]:
         Discrepancy.detected_at <= as_of,
         or_(Discrepancy.resolved_at.is_(None), Discrepancy.resolved_at > as_of),
     )
+
+
+def _naming(as_of: datetime | None) -> list[ColumnElement[bool]]:
+    """A discrepancy open at `as_of` that makes the weapon it names unaccounted for."""
+    return [Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)]
 
 
 def _flagged_transit_holders(as_of: datetime | None) -> Select[Any]:
@@ -323,9 +339,7 @@ def _weapon_state(
             Discrepancy.weapon_id.label("weapon_id"),
             func.min(Discrepancy.detected_at).label("since"),
         )
-        .where(
-            Discrepancy.weapon_id.is_not(None), Discrepancy.kind.in_(WEAPON_KINDS), _open_at(as_of)
-        )
+        .where(*_naming(as_of))
         .group_by(Discrepancy.weapon_id)
         .subquery()
     )
@@ -386,6 +400,35 @@ def _weapon_tally(as_of: datetime | None, cutoff: datetime, flagged_transit: Sel
     )
 
 
+def _current_weapon_tally(
+    session: Session, depot_ids: set[int], cutoff: datetime, flagged_transit: Select[Any]
+) -> list[tuple[int, str, int, int, int, int]]:
+    """The rows of `_weapon_tally` now, for the depots `depot_ids` only, from the summaries kept
+    with every movement (holder_counts) and the small sets of flagged transit accounts and named
+    weapons: it reads rows per holder and per overdue moment, never every holding."""
+    flagged = set(session.scalars(flagged_transit))
+    overdue = holder_counts.overdue_in_store(session, depot_ids, cutoff)
+    # Named weapons not already unaccounted for by where they are (lost is left out).
+    named: dict[int, int] = defaultdict(int)
+    named_weapons = select(Discrepancy.weapon_id).where(*_naming(None))
+    for weapon in holder_counts.positions_of(session, named_weapons, depot_ids):
+        if weapon.holder_id in flagged or (weapon.kind == "depot" and weapon.fresh_since < cutoff):
+            continue
+        named[weapon.holder_id] += 1
+    rows = []
+    for held in holder_counts.counts(session, depot_ids):
+        hid, verified = held.holder_id, 0
+        if held.kind == "lost" or hid in flagged:
+            unaccounted = held.weapons
+        elif held.kind == "depot":
+            unaccounted = overdue.get(hid, 0) + named[hid]
+            verified = held.weapons - overdue.get(hid, 0)
+        else:
+            unaccounted = named[hid]
+        rows.append((hid, held.kind, hid, held.weapons, unaccounted, verified))
+    return rows
+
+
 @dataclass(frozen=True)
 class UnaccountedWeapon:
     depot: str
@@ -409,7 +452,7 @@ def unaccounted_weapons(
     the same scope and the same `as_of` as `accountability`."""
     when = as_of or utcnow()
     chosen = dict(_depots_in_scope(session, actor, depots))
-    answers_to = _answering_depots(session)
+    answers_to = _answering_depots(session, set(chosen))
     w = _weapon_state(as_of, when - settings.verification_period, _flagged_transit_holders(as_of))
     p, holder = w.p, w.holder
     reason = case(
@@ -450,13 +493,15 @@ def unaccounted_weapons(
     return sorted(found, key=lambda u: (u.depot, u.manufacturer, u.serial))
 
 
-def _round_balances(as_of: datetime | None) -> Any:
-    """Rounds per holder (all lots together), now or as the books stood at `as_of`."""
+def _round_balances(as_of: datetime | None, depot_ids: set[int]) -> Any:
+    """Rounds per holder the depots answer for (all lots together), now or as the books stood at
+    `as_of`."""
     holder = aliased(Holder)
     if as_of is None:
         return (
             select(LotHolding.holder_id, holder.kind, func.sum(LotHolding.quantity))
             .join(holder, holder.id == LotHolding.holder_id)
+            .where(holders.answering_to(depot_ids, holder))
             .group_by(LotHolding.holder_id, holder.kind)
         )
     credits = (
@@ -477,6 +522,7 @@ def _round_balances(as_of: datetime | None) -> Any:
     return (
         select(entries.c.holder_id, holder.kind, func.sum(entries.c.delta))
         .join(holder, holder.id == entries.c.holder_id)
+        .where(holders.answering_to(depot_ids, holder))
         .group_by(entries.c.holder_id, holder.kind)
     )
 
@@ -505,7 +551,7 @@ def _lost_round_moves(as_of: datetime | None) -> Any:
     return stmt
 
 
-def _open_discrepancies(as_of: datetime | None) -> Any:
+def _open_discrepancies(as_of: datetime | None, depot_ids: set[int]) -> Any:
     return (
         select(
             Discrepancy.depot_id,
@@ -514,7 +560,7 @@ def _open_discrepancies(as_of: datetime | None) -> Any:
             func.count(),
             func.sum(Discrepancy.quantity),
         )
-        .where(Discrepancy.depot_id.is_not(None), _open_at(as_of))
+        .where(Discrepancy.depot_id.in_(sorted(depot_ids)), _open_at(as_of))
         .group_by(Discrepancy.depot_id, Discrepancy.kind, Discrepancy.severity)
     )
 

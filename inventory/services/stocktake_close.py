@@ -30,7 +30,7 @@ from ..db.models import (
 from ..domain import policy
 from ..domain.discrepancies import DiscrepancyKind
 from ..domain.prose import lot_label, weapon_label
-from . import discrepancies, stocktakes
+from . import discrepancies, holder_counts, stocktakes
 from .discrepancies import Finding
 from .unit_of_work import UnitOfWork
 
@@ -71,6 +71,7 @@ def close_stocktake(uow: UnitOfWork, stocktake_id: uuid.UUID) -> StocktakeResult
     missing = _missing(session, stocktake, depot)
     unexpected = _unexpected(session, stocktake, depot) + _unknown(session, stocktake)
     variances = _lot_variances(session, stocktake, depot)
+    holder_counts.record_verification(session, depot, counted_here, uow.now)
     _record_verifications(uow, stocktake, depot, counted_here)
     # Counted weapons the books place here are the counted ones not placed elsewhere.
     verified = (counted_weapons or 0) - sum(1 for u in unexpected if u["weapon_id"] is not None)

@@ -3,7 +3,16 @@
 from .audit import AuditCheckpoint, AuditHead, AuditRecord
 from .console import AuditVerification, ConsoleSession
 from .idempotency import IdempotentResponse
-from .ledger import Lot, LotHolding, Movement, MovementLine, Weapon, WeaponHolding
+from .ledger import (
+    HolderWeaponCount,
+    InStoreFreshness,
+    Lot,
+    LotHolding,
+    Movement,
+    MovementLine,
+    Weapon,
+    WeaponHolding,
+)
 from .oversight import (
     Delivery,
     DeliveryAttempt,
@@ -41,7 +50,9 @@ __all__ = [
     "AuditVerification",
     "ConsoleSession",
     "Holder",
+    "HolderWeaponCount",
     "IdempotentResponse",
+    "InStoreFreshness",
     "ItemType",
     "Lot",
     "LotHolding",

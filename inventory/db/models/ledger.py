@@ -1,5 +1,6 @@
 """The custody ledger: weapons and lots (what is held), movements and their lines (the immutable
-journal), and the current-holdings projection kept in the same transaction as each movement."""
+journal), and the current-holdings projection (with its weapon counts) kept in the same
+transaction as each movement."""
 
 from __future__ import annotations
 
@@ -163,3 +164,31 @@ class LotHolding(Base):
     lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lots.id"), primary_key=True)
     holder_id: Mapped[int] = mapped_column(ForeignKey("holders.id"), primary_key=True, index=True)
     quantity: Mapped[int] = mapped_column(BigInteger)
+
+
+class HolderWeaponCount(Base):
+    """Projection summary: how many weapons each holder holds (`lost` false) and how many are in
+    `lost` with a loss from it as their last movement (`lost` true)."""
+
+    __tablename__ = "holder_weapon_counts"
+
+    holder_id: Mapped[int] = mapped_column(
+        ForeignKey("holders.id"), primary_key=True, autoincrement=False
+    )
+    lost: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    weapons: Mapped[int] = mapped_column(BigInteger)
+
+
+class InStoreFreshness(Base):
+    """Projection summary: weapons in each depot's store by the moment their verification period
+    runs from (`fresh_since`: arrival in the depot or last verification, whichever is later).
+    The report counts the overdue ones by a range scan below the cutoff. Rows reaching 0 are
+    removed."""
+
+    __tablename__ = "in_store_freshness"
+
+    holder_id: Mapped[int] = mapped_column(
+        ForeignKey("holders.id"), primary_key=True, autoincrement=False
+    )
+    fresh_since: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    weapons: Mapped[int] = mapped_column(BigInteger)
