@@ -1,6 +1,8 @@
 -- What one single-weapon issue (or return) does in the service, as bare SQL for pgbench: lock the
--- weapon's holding row, insert the movement and its line, update the holding, append the audit
--- record under the chain head's lock (as audit_log._APPEND), commit. Client c drives its own
+-- weapon's holding row, move the counters the accountability report reads (a weapon leaving a
+-- depot's store leaves its freshness row; one arriving joins the row for now), insert the
+-- movement and its line, update the holding, append the audit record under the chain head's
+-- lock (as audit_log._APPEND), commit. Client c drives its own
 -- weapons of depot 1 + c % (depots - 1), as bench/load.py's wrk threads do over HTTP.
 -- Variables from pgbench -D: depots, big (weapons in depot D00).
 \set d 1 + :client_id % (:depots - 1)
@@ -19,6 +21,20 @@ FOR UPDATE OF h \gset
 \else
 \set source :unit
 \set dest :depot
+\endif
+INSERT INTO holder_weapon_counts (holder_id, lost, weapons)
+VALUES (:source, false, -1), (:dest, false, 1)
+ON CONFLICT (holder_id, lost) DO UPDATE SET weapons = holder_weapon_counts.weapons + excluded.weapons;
+\if :held = :depot
+UPDATE in_store_freshness SET weapons = weapons - 1
+WHERE holder_id = :depot AND fresh_since = (
+    SELECT CASE WHEN v.verified_at > m.recorded_at THEN v.verified_at ELSE m.recorded_at END
+    FROM weapon_holdings h JOIN movements m ON m.seq = h.movement_seq
+    LEFT JOIN weapon_verifications v ON v.weapon_id = h.weapon_id
+    WHERE h.weapon_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:n::bigint), 12, '0'))::uuid);
+\else
+INSERT INTO in_store_freshness (holder_id, fresh_since, weapons) VALUES (:depot, now(), 1)
+ON CONFLICT (holder_id, fresh_since) DO UPDATE SET weapons = in_store_freshness.weapons + 1;
 \endif
 INSERT INTO movements (id, kind, from_holder_id, to_holder_id, occurred_at, recorded_at, actor,
     document_ref, due_back_at, late_entry)

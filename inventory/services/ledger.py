@@ -185,19 +185,20 @@ def _record(
         "transfer_id": transfer_id,
         "late_entry": is_late(request.occurred_at, uow.now, uow.settings.late_entry_window),
     }
-    leaving = holder_counts.leaving(session, moving_ids, source)  # read before they move
-    connection = session.connection()
-    if connection.dialect.name == "postgresql" and _moves_registered_weapons_only(plan):
-        seq = _post_weapon_moves(session, columns, plan, moving_ids, destination)
+    leaving = None
+    if session.connection().dialect.name == "postgresql" and _moves_registered_weapons_only(plan):
+        seq = _post_weapon_moves(session, columns, plan, moving_ids, source, destination)
     else:
+        leaving = holder_counts.leaving(session, moving_ids, source)  # read before they move
         seq = _post_lines(session, columns, plan, moving_ids, destination, lot_deltas)
     movement = Movement(seq=seq, **columns)  # as posted, for the response and the audit record
     movement.from_holder, movement.to_holder = source, destination
     findings = _findings(movement, request, source, plan)
     findings += [_crossing_finding(movement, source, destination, c) for c in crossed or []]
     discrepancies.open_findings(uow, findings)
-    # Last before the audit append: the counters' row locks are held only to the commit.
-    holder_counts.record_movement(session, leaving, destination, len(plan.new_weapons), uow.now)
+    if leaving is not None:
+        # Last before the audit append: the counters' row locks are held only to the commit.
+        holder_counts.record_movement(session, leaving, destination, len(plan.new_weapons), uow.now)
     if audit:
         uow.record(
             f"movement.{request.kind}",
@@ -213,11 +214,63 @@ def _moves_registered_weapons_only(plan: Plan) -> bool:
     )
 
 
-# The everyday issue or return, on PostgreSQL: the movement, its weapons' new holder and its
-# lines in one statement, one round trip, instead of three.
+# The everyday issue or return, on PostgreSQL: the movement, its weapons' new holder, its lines
+# and the report's counters in one statement, one round trip instead of six. The counters move as
+# holder_counts.record_movement moves them (see there; that is the way for every other movement
+# and on SQLite): `leaving` reads, from the statement's snapshot (before `moved`), what each
+# weapon counts under where it is now. Counter rows are written in key order, as there.
 _POST_WEAPON_MOVES = text(
     """
-WITH movement AS (
+WITH leaving AS (
+    SELECT m.from_holder_id AS lost_from,
+        CASE WHEN v.verified_at > m.recorded_at THEN v.verified_at ELSE m.recorded_at END
+            AS fresh_since
+    FROM weapon_holdings h
+    JOIN movements m ON m.seq = h.movement_seq
+    LEFT JOIN weapon_verifications v ON v.weapon_id = h.weapon_id
+    WHERE h.weapon_id = ANY(CAST(:weapon_ids AS uuid[]))
+), count_changes AS (
+    SELECT holder_id, lost, sum(weapons) AS weapons FROM (
+        SELECT CASE WHEN :source_kind = 'lost' THEN lost_from ELSE :from_holder_id END
+                AS holder_id,
+            :source_kind = 'lost' AS lost, -1 AS weapons
+        FROM leaving
+        UNION ALL
+        SELECT CASE WHEN :destination_kind = 'lost' THEN :from_holder_id ELSE :to_holder_id END,
+            :destination_kind = 'lost', count(*)
+        FROM leaving
+    ) AS change
+    GROUP BY holder_id, lost HAVING sum(weapons) <> 0
+), counted AS (
+    INSERT INTO holder_weapon_counts (holder_id, lost, weapons)
+    SELECT holder_id, lost, weapons FROM count_changes ORDER BY holder_id, lost
+    ON CONFLICT (holder_id, lost)
+        DO UPDATE SET weapons = holder_weapon_counts.weapons + excluded.weapons
+), freshness_changes AS (
+    SELECT holder_id, fresh_since, sum(weapons) AS weapons FROM (
+        SELECT CAST(:from_holder_id AS bigint) AS holder_id, fresh_since, -1 AS weapons
+        FROM leaving WHERE :source_kind = 'depot'
+        UNION ALL
+        SELECT :to_holder_id, :recorded_at, count(*)
+        FROM leaving WHERE :destination_kind = 'depot'
+    ) AS change
+    GROUP BY holder_id, fresh_since HAVING sum(weapons) <> 0
+), emptied AS (
+    DELETE FROM in_store_freshness AS row USING freshness_changes AS change
+    WHERE row.holder_id = change.holder_id AND row.fresh_since = change.fresh_since
+        AND row.weapons + change.weapons = 0
+    RETURNING row.holder_id, row.fresh_since
+), freshened AS (
+    INSERT INTO in_store_freshness (holder_id, fresh_since, weapons)
+    SELECT holder_id, fresh_since, weapons FROM freshness_changes AS change
+    WHERE NOT EXISTS (
+        SELECT FROM emptied
+        WHERE emptied.holder_id = change.holder_id AND emptied.fresh_since = change.fresh_since
+    )
+    ORDER BY holder_id, fresh_since
+    ON CONFLICT (holder_id, fresh_since)
+        DO UPDATE SET weapons = in_store_freshness.weapons + excluded.weapons
+), movement AS (
     INSERT INTO movements (id, kind, from_holder_id, to_holder_id, occurred_at, recorded_at,
         actor, document_ref, due_back_at, case_ref, reason, certificate_ref, note, reverses,
         transfer_id, late_entry)
@@ -250,13 +303,16 @@ def _post_weapon_moves(
     columns: dict[str, Any],
     plan: Plan,
     moving_ids: list[uuid.UUID],
+    source: Holder,
     destination: Holder,
 ) -> int:
-    """Write a movement of registered weapons alone (PostgreSQL); its seq. `lock_weapons` has
-    locked `moving_ids`, held by the movement's source."""
-    assert columns["to_holder_id"] == destination.id
+    """Write a movement of registered weapons alone, and count it (PostgreSQL); its seq.
+    `lock_weapons` has locked `moving_ids`, held by `source`."""
+    assert (columns["from_holder_id"], columns["to_holder_id"]) == (source.id, destination.id)
     parameters = {
         **columns,
+        "source_kind": source.kind,
+        "destination_kind": destination.kind,
         "weapon_ids": moving_ids,
         "line_nos": [line.line_no for line in plan.lines],
         "line_weapons": [line.weapon.id for line in plan.lines if line.weapon is not None],
