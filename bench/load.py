@@ -238,6 +238,24 @@ def cpu_seconds(server: Server) -> dict[str, float]:
     return used
 
 
+def resident_mb(server: Server) -> float:
+    """Resident memory of the server's processes (the main one and its workers), in MB."""
+    assert server.process is not None
+    total = 0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as file:
+                data = file.read()
+            if int(data[data.rindex(")") + 2 :].split()[2]) != server.process.pid:
+                continue
+            with open(stat.replace("stat", "status")) as file:
+                rss = next(line for line in file if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+        total += int(rss.split()[1])
+    return total / 1024
+
+
 def pgbench(url: str, clients: int, seconds: int, depots: int, big: int) -> dict[str, Any]:
     """The issue/return transaction as raw SQL (bench/raw_issue.sql) at `clients` clients."""
     parsed = make_url(url)
