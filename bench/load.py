@@ -216,12 +216,12 @@ def wrk(port: int, token: str, plans: list[dict[str, Any]], seconds: int) -> dic
     }
 
 
-def cpu_seconds(server: Server) -> dict[str, float]:
-    """CPU seconds used so far by the server's processes and by PostgreSQL's (every backend on
-    the machine: run on a quiet one), from /proc."""
+def cpu_seconds(server: Server) -> dict[tuple[str, int], float]:
+    """CPU seconds used so far by each of the server's processes and PostgreSQL's (every backend
+    on the machine: run on a quiet one), from /proc; `cpu_between` subtracts two readings."""
     tick = os.sysconf("SC_CLK_TCK")
     assert server.process is not None
-    used = {"server": 0.0, "postgres": 0.0}
+    used: dict[tuple[str, int], float] = {}
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
             with open(stat) as file:
@@ -231,10 +231,23 @@ def cpu_seconds(server: Server) -> dict[str, float]:
         name = data[data.index("(") + 1 : data.rindex(")")]
         fields = data[data.rindex(")") + 2 :].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        pid = int(stat.split("/")[2])
         if int(fields[2]) == server.process.pid:  # process group
-            used["server"] += seconds
+            used[("server", pid)] = seconds
         elif name.startswith("postgres"):
-            used["postgres"] += seconds
+            used[("postgres", pid)] = seconds
+    return used
+
+
+def cpu_between(
+    before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]
+) -> dict[str, float]:
+    """CPU seconds per group between two `cpu_seconds` readings, counting the processes alive
+    at the second (one that ended in between, such as a closed connection's backend, took its
+    time with it; one that started counts from zero)."""
+    used = {"server": 0.0, "postgres": 0.0}
+    for (group, pid), seconds in after.items():
+        used[group] += seconds - before.get((group, pid), 0.0)
     return used
 
 

@@ -191,10 +191,10 @@ def hot_path(
             analyze(url)  # the previous runs added thousands of movements
         cpu = load.cpu_seconds(server)
         http = load.wrk(port, token, plans[:clients], args.seconds)
-        used = load.cpu_seconds(server)
+        used = load.cpu_between(cpu, load.cpu_seconds(server))
         per_request = {
-            f"{name}_cpu_ms": round((used[name] - cpu[name]) / http["requests"] * 1000, 2)
-            for name in used
+            f"{name}_cpu_ms": round(seconds / http["requests"] * 1000, 2)
+            for name, seconds in used.items()
         }
         runs.append({**http, **per_request, "load": loadavg()})
         if postgres and before is not None:
