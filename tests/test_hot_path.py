@@ -46,6 +46,18 @@ def test_a_revoked_token_is_refused_on_the_next_request(api: Api) -> None:
     assert api.get("/api/v1/depots", token=issued["token"]).status_code == 401
 
 
+def append_one(session: Any) -> int:
+    return audit_log.append_and_commit(
+        session,
+        actor=operator("tests"),
+        request_id="hot-path",
+        now=utcnow(),
+        action="test.append",
+        subject="test:hot-path",
+        changes={},
+    )
+
+
 @pytest.mark.skipif(PG_URL is None, reason="the append goes with the COMMIT on PostgreSQL")
 def test_an_append_that_fails_with_its_commit_writes_nothing(app: Flask) -> None:
     engine = app.extensions["inventory.engine"]
@@ -60,29 +72,13 @@ def test_an_append_that_fails_with_its_commit_writes_nothing(app: Flask) -> None
             other.execute(text("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"))
             session.execute(text("SET LOCAL lock_timeout = '100ms'"))
             with pytest.raises(Exception) as raised:
-                audit_log.append_and_commit(
-                    session,
-                    actor=operator("tests"),
-                    request_id="hot-path",
-                    now=utcnow(),
-                    action="test.append",
-                    subject="test:hot-path",
-                    changes={},
-                )
+                append_one(session)
             assert "lock" in str(raised.value)
             session.rollback()
             other.rollback()
         assert session.scalar(select(func.max(AuditRecord.seq))) == before
         session.rollback()
-        seq = audit_log.append_and_commit(
-            session,
-            actor=operator("tests"),
-            request_id="hot-path",
-            now=utcnow(),
-            action="test.append",
-            subject="test:hot-path",
-            changes={},
-        )
+        seq = append_one(session)
         assert seq == (before or 0) + 1
         audit_log.read_snapshot(session)
         assert audit_log.verify(session).ok

@@ -56,7 +56,13 @@ def append(
     The hashed bytes also name the exact credential (`token_id`; None for the server's own
     operator) and the X-Request-ID the client sent, if any, beside the server's `request_id`."""
     columns, before, after = _record_parts(
-        actor, request_id, now, action, subject, changes, client_request_id
+        actor=actor,
+        request_id=request_id,
+        now=now,
+        action=action,
+        subject=subject,
+        changes=changes,
+        client_request_id=client_request_id,
     )
     if session.get_bind().dialect.name == "postgresql":
         return _append_in_one_statement(session, columns, before, after)
@@ -77,8 +83,24 @@ def append(
     return int(seq)
 
 
-def append_and_commit(
-    session: Session,
+def append_and_commit(session: Session, **record: Any) -> int:
+    """`append` (the same keywords), then commit the session's transaction; the record's seq.
+
+    On PostgreSQL the append and the COMMIT reach the server together (`commit_with`). The chain
+    head's lock, which every write queues on, is then held only while the server runs the two,
+    not also while this thread waits for its turn at the interpreter between them: with several
+    request threads per process, that wait was most of the time the lock was held."""
+    if session.get_bind().dialect.name != "postgresql":
+        seq = append(session, **record)
+        session.commit()
+        return seq
+    columns, before, after = _record_parts(**record)
+    sql = _driver_sql(session.get_bind().dialect)
+    (seq,) = commit_with(session, sql, {**columns, "before": before, "after": after})
+    return int(seq)
+
+
+def _record_parts(
     *,
     actor: Actor,
     request_id: str,
@@ -87,42 +109,6 @@ def append_and_commit(
     subject: str,
     changes: dict[str, Any],
     client_request_id: str | None = None,
-) -> int:
-    """`append`, then commit the session's transaction; the record's seq.
-
-    On PostgreSQL the append and the COMMIT reach the server together (`commit_with`). The chain
-    head's lock, which every write queues on, is then held only while the server runs the two,
-    not also while this thread waits for its turn at the interpreter between them: with several
-    request threads per process, that wait was most of the time the lock was held."""
-    if session.get_bind().dialect.name != "postgresql":
-        seq = append(
-            session,
-            actor=actor,
-            request_id=request_id,
-            now=now,
-            action=action,
-            subject=subject,
-            changes=changes,
-            client_request_id=client_request_id,
-        )
-        session.commit()
-        return seq
-    columns, before, after = _record_parts(
-        actor, request_id, now, action, subject, changes, client_request_id
-    )
-    sql = _driver_sql(session.get_bind().dialect)
-    (seq,) = commit_with(session, sql, {**columns, "before": before, "after": after})
-    return int(seq)
-
-
-def _record_parts(
-    actor: Actor,
-    request_id: str,
-    now: datetime,
-    action: str,
-    subject: str,
-    changes: dict[str, Any],
-    client_request_id: str | None,
 ) -> tuple[dict[str, Any], bytes, bytes]:
     """The record's indexed columns and its hashed body before and after its seq."""
     indexed = {
