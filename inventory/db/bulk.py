@@ -42,16 +42,17 @@ def among(
 ) -> ColumnElement[bool]:
     """`column IN values`. On PostgreSQL the values go as one array parameter: an IN list of a
     thousand parameters costs more to build, send and parse than the lookup itself."""
-    if session.get_bind().dialect.name != "postgresql":
-        return column.in_(values)
-    return column == any_(bindparam(None, values, type_=ARRAY(column.expression.type)))
+    return among_param(session.get_bind().dialect.name, column, None, values)
 
 
 def among_param(
-    dialect: str, column: ColumnElement[Any] | QueryableAttribute[Any], name: str
+    dialect: str,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    name: str | None,
+    values: list[Any] | None = None,
 ) -> ColumnElement[bool]:
-    """`column IN :name`, as `among` writes it, for a statement built once per dialect and
-    executed with the list of values under `name`."""
+    """`column IN :name` as `among` writes it; without `values`, for a statement built once
+    per dialect and executed with the list of values under `name`."""
     if dialect != "postgresql":
-        return column.in_(bindparam(name, expanding=True))
-    return column == any_(bindparam(name, type_=ARRAY(column.expression.type)))
+        return column.in_(bindparam(name, values, expanding=True))
+    return column == any_(bindparam(name, values, type_=ARRAY(column.expression.type)))
