@@ -4,13 +4,17 @@ writers queue on the busy timeout instead of failing with "database is locked"."
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine, event, exc
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 WRITE = "inventory_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -110,6 +114,47 @@ def commit_with(session: Session, sql: str, parameters: dict[str, Any]) -> tuple
     assert row is not None
     session.commit()
     return tuple(row)
+
+
+def rows_of(session: Session, statement: Executable, parameters: dict[str, Any]) -> list[Any]:
+    """The rows `statement` (built once, at import) returns with `parameters`, as tuples, in the
+    session's transaction. For the statements every movement runs: on PostgreSQL they go to the
+    driver's cursor as SQL compiled once, which skips SQLAlchemy's per-execution work (a third
+    of each statement's Python time, measured); bind processors still apply, events do not
+    fire. Elsewhere, `Connection.execute`."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [tuple(row) for row in connection.execute(statement, parameters)]
+    compiled = _driver_form(statement, connection.dialect)
+    bound = {
+        name: compiled.processors[name](value) if name in compiled.processors else value
+        for name, value in parameters.items()
+    }
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(compiled.sql, bound)
+            return cursor.fetchall()
+    except psycopg.Error as error:
+        raise exc.DBAPIError.instance(compiled.sql, bound, error, psycopg.Error) from error
+
+
+@dataclass(frozen=True)
+class _DriverForm:
+    sql: str
+    processors: dict[str, Callable[[Any], Any]]
+
+
+@functools.cache
+def _driver_form(statement: Executable, dialect: Dialect) -> _DriverForm:
+    compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    processors = {
+        name: processor
+        for name, bind in compiled.binds.items()
+        if (processor := bind.type.bind_processor(dialect)) is not None
+    }
+    return _DriverForm(str(compiled), processors)
 
 
 def continue_as_write(session: Session) -> None:

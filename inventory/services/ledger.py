@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from ..db.bulk import among_param, insert_rows
+from ..db.engine import rows_of
 from ..db.models import (
     Discrepancy,
     Holder,
@@ -317,7 +318,8 @@ def _post_weapon_moves(
         "line_nos": [line.line_no for line in plan.lines],
         "line_weapons": [line.weapon.id for line in plan.lines if line.weapon is not None],
     }
-    return int(session.connection().execute(_POST_WEAPON_MOVES, parameters).scalar_one())
+    ((seq,),) = rows_of(session, _POST_WEAPON_MOVES, parameters)
+    return int(seq)
 
 
 def _post_lines(
@@ -558,10 +560,9 @@ def lock_weapons(
     line_of = {row.id: (line_no, row) for line_no, row in moving}
     ids = sorted(line_of)
     held: dict[uuid.UUID, int] = {}
-    connection = session.connection()
-    statement = _lock_holdings(connection.dialect.name)
+    statement = _lock_holdings(session.get_bind().dialect.name)
     for start in range(0, len(ids), BATCH):
-        rows = connection.execute(statement, {"ids": ids[start : start + BATCH]})
+        rows = rows_of(session, statement, {"ids": ids[start : start + BATCH]})
         held.update((weapon_id, holder_id) for weapon_id, holder_id in rows)
     elsewhere = {wid: hid for wid in ids if (hid := held[wid]) != source.id}
     if elsewhere:

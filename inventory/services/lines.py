@@ -13,6 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from ..db.bulk import among_param
+from ..db.engine import rows_of
 from ..db.models import ItemType, Lot, Weapon
 from ..domain.prose import lot_label, weapon_label
 from .errors import Invalid
@@ -148,9 +149,8 @@ def _weapons_by(dialect: str, key: str) -> Select[uuid.UUID, str, str, str, str]
 
 
 def _weapon_rows(session: Session, key: str, values: list[Any]) -> list[WeaponRow]:
-    connection = session.connection()
-    rows = connection.execute(_weapons_by(connection.dialect.name, key), {"values": values})
-    return [WeaponRow(*row) for row in rows]
+    statement = _weapons_by(session.get_bind().dialect.name, key)
+    return [WeaponRow(*row) for row in rows_of(session, statement, {"values": values})]
 
 
 def unknown_weapon(ref: WeaponRef) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from ..db.engine import rows_of
 from ..db.models import Holder, Token, TokenDepot
 from ..domain.actors import Actor, Role
 from ..domain.policy import Action
@@ -115,7 +116,7 @@ def revoke_token(uow: UnitOfWork, token_id: uuid.UUID) -> Token:
 
 
 # Every request asks this: one round trip, plain rows (the token and each of its depots), with a
-# statement built once and run on the connection (the session's ORM layer has nothing to add).
+# statement built once and run on the driver (`rows_of`).
 # Nothing is cached between requests, so a revocation holds from the next request on.
 _BY_SECRET = (
     select(Token.id, Token.name, Token.role, Token.revoked_at, Holder.code)
@@ -127,13 +128,15 @@ _BY_SECRET = (
 
 def authenticate(session: Session, secret: str) -> Actor | None:
     """The actor a presented secret stands for, or None if it is unknown or revoked."""
-    rows = session.connection().execute(_BY_SECRET, {"digest": _digest(secret)}).all()
-    if not rows or rows[0].revoked_at is not None:
+    rows = rows_of(session, _BY_SECRET, {"digest": _digest(secret)})
+    if not rows:
         return None
-    first = rows[0]
+    token_id, name, role, revoked_at, _code = rows[0]
+    if revoked_at is not None:
+        return None
     return Actor(
-        name=first.name,
-        role=Role(first.role),
-        depots=frozenset(row.code for row in rows if row.code is not None),
-        token_id=first.id,
+        name=name,
+        role=Role(role),
+        depots=frozenset(code for *_token, code in rows if code is not None),
+        token_id=token_id,
     )
