@@ -157,6 +157,19 @@ def _driver_form(statement: Executable, dialect: Dialect) -> _DriverForm:
     return _DriverForm(str(compiled), processors)
 
 
+def reuse_plans(session: Session) -> None:
+    """Let PostgreSQL plan once the statements this transaction runs that the connection has
+    prepared (those it ran five times before, psycopg's default), instead of planning them
+    again on every execution. It would re-plan a movement's statements for ever: their
+    parameters are arrays of weapon ids, whose generic plan is estimated for a longer array
+    than the one-weapon custom plans, so the server never switches to it. Measured on a
+    single-weapon issue/return: a third less server CPU for its statements."""
+    if session.get_bind().dialect.name == "postgresql":
+        driver = session.connection().connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
 def continue_as_write(session: Session) -> None:
     """Make the request's transaction (opened by the token lookup) its write transaction. On
     PostgreSQL it simply goes on: its reads ran at READ COMMITTED, as the write's will, and a

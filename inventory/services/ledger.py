@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from ..db.bulk import among_param, insert_rows
-from ..db.engine import rows_of
+from ..db.engine import reuse_plans, rows_of
 from ..db.models import (
     Discrepancy,
     Holder,
@@ -96,6 +96,7 @@ def post_movement(uow: UnitOfWork, request: MovementRequest) -> PostedMovement:
     session = uow.session
     if request.source is None:
         raise Invalid(f"a {request.kind} needs `from`", field="from")
+    reuse_plans(session)
     destination_ref = request.destination or IMPLIED_DESTINATION.get(request.kind)
     named = {"from": request.source} | ({"to": destination_ref} if destination_ref else {})
     found = holders.resolve_many(session, named)
