@@ -128,28 +128,11 @@ def _record_parts(
 
 
 # One round trip instead of three: the head's lock is then held for as short a time as the
-# commit allows. The database puts in the seq it assigns and computes the same SHA-256 as
-# `chain_hash`; FOR UPDATE makes `previous` the newest head even after waiting for its lock.
+# commit allows. The function (migration 0014) puts in the seq it assigns and computes the same
+# SHA-256 as `chain_hash`; being PL/pgSQL, its statement is planned once per connection.
 _APPEND = text(
-    """
-WITH previous AS (
-    SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE
-), advanced AS (
-    UPDATE audit_head AS head
-    SET seq = previous.seq + 1,
-        hash = encode(sha256(decode(previous.hash, 'hex') || :before
-            || convert_to(CAST(previous.seq + 1 AS text), 'UTF8') || :after), 'hex')
-    FROM previous
-    WHERE head.id = 1
-    RETURNING head.seq, head.hash, previous.hash AS prev_hash
-)
-INSERT INTO audit_records
-    (seq, recorded_at, actor, role, action, subject, request_id, body, prev_hash, hash)
-SELECT seq, :recorded_at, :actor, :role, :action, :subject, :request_id,
-    :before || convert_to(CAST(seq AS text), 'UTF8') || :after, prev_hash, hash
-FROM advanced
-RETURNING seq
-"""
+    "SELECT audit_append(:before, :after, :recorded_at, :actor, :role, :action, :subject,"
+    " :request_id)"
 ).bindparams(
     bindparam("before", type_=LargeBinary()),
     bindparam("after", type_=LargeBinary()),
