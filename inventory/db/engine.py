@@ -120,41 +120,50 @@ def rows_of(session: Session, statement: Executable, parameters: dict[str, Any])
     """The rows `statement` (built once, at import) returns with `parameters`, as tuples, in the
     session's transaction. For the statements every movement runs: on PostgreSQL they go to the
     driver's cursor as SQL compiled once, which skips SQLAlchemy's per-execution work (a third
-    of each statement's Python time, measured); bind processors still apply, events do not
-    fire. Elsewhere, `Connection.execute`."""
+    of each statement's Python time, measured); the column types' bind and result processing
+    still apply, events do not fire. Elsewhere, `Connection.execute`."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         return [tuple(row) for row in connection.execute(statement, parameters)]
-    compiled = _driver_form(statement, connection.dialect)
+    form = _driver_form(statement, connection.dialect)
     bound = {
-        name: compiled.processors[name](value) if name in compiled.processors else value
+        name: form.binds[name](value) if name in form.binds else value
         for name, value in parameters.items()
     }
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
     try:
         with driver.cursor() as cursor:
-            cursor.execute(compiled.sql, bound)
-            return cursor.fetchall()
+            cursor.execute(form.sql, bound)
+            rows = cursor.fetchall()
     except psycopg.Error as error:
-        raise exc.DBAPIError.instance(compiled.sql, bound, error, psycopg.Error) from error
+        raise exc.DBAPIError.instance(form.sql, bound, error, psycopg.Error) from error
+    if form.results is None:
+        return rows
+    return [
+        tuple(value if f is None else f(value) for f, value in zip(form.results, row, strict=True))
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
 class _DriverForm:
     sql: str
-    processors: dict[str, Callable[[Any], Any]]
+    binds: dict[str, Callable[[Any], Any]]  # by parameter name, where the type converts
+    results: tuple[Callable[[Any], Any] | None, ...] | None  # by column; None: none converts
 
 
 @functools.cache
 def _driver_form(statement: Executable, dialect: Dialect) -> _DriverForm:
     compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    processors = {
+    binds = {
         name: processor
         for name, bind in compiled.binds.items()
         if (processor := bind.type.bind_processor(dialect)) is not None
     }
-    return _DriverForm(str(compiled), processors)
+    selected = getattr(statement, "selected_columns", ())  # a text() statement has none
+    results = tuple(column.type.result_processor(dialect, None) for column in selected)
+    return _DriverForm(str(compiled), binds, results if any(results) else None)
 
 
 def reuse_plans(session: Session) -> None:

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, tuple_
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
+from ..db.engine import rows_of
 from ..db.models import Holder
 from ..db.models.reference import HOLDER_KINDS
 from .errors import Invalid, NotFound
@@ -32,26 +47,63 @@ def resolve(session: Session, ref: str, field: str) -> Holder:
     return resolve_many(session, {field: ref})[field]
 
 
-# Built once: every movement resolves its `from` and `to` with it. A unit's home depot is
-# loaded when asked for, usually from the session (a unit's movements name its depot too),
-# instead of joined in for every holder.
-_BY_REF = (
-    select(Holder)
-    .where(tuple_(Holder.kind, Holder.code).in_(bindparam("refs", expanding=True)))
-    .options(lazyload(Holder.home_depot))
-)
+_HOLDERS: Table = Holder.__table__  # type: ignore[assignment]
+_ATTRIBUTES = [column.key for column in _HOLDERS.c]
+
+
+# Built once per dialect: every movement resolves its `from` and `to` with it, as plain rows.
+@functools.cache
+def _by_refs(dialect: str) -> Select[Any]:
+    pair = tuple_(_HOLDERS.c.kind, _HOLDERS.c.code)
+    if dialect != "postgresql":
+        return select(_HOLDERS).where(pair.in_(bindparam("refs", expanding=True)))
+    kinds, codes = (bindparam(name, type_=ARRAY(String())) for name in ("kinds", "codes"))
+    return select(_HOLDERS).where(pair.in_(select(func.unnest(kinds), func.unnest(codes))))
 
 
 def resolve_many(session: Session, refs: dict[str, str]) -> dict[str, Holder]:
     """The holder each field's ref names, in one query (a movement's `from` and `to`), or a 422
     naming the first field, in order, whose ref is malformed or unknown."""
     wanted = {field: parse_ref(ref, field) for field, ref in refs.items()}
-    rows = session.scalars(_BY_REF, {"refs": list(set(wanted.values()))})
-    found = {(holder.kind, holder.code): holder for holder in rows}
+    pairs = sorted(set(wanted.values()))
+    dialect = session.get_bind().dialect.name
+    parameters: dict[str, Any] = (
+        {"kinds": [kind for kind, _ in pairs], "codes": [code for _, code in pairs]}
+        if dialect == "postgresql"
+        else {"refs": pairs}
+    )
+    found = {(holder.kind, holder.code): holder for holder in _held(session, dialect, parameters)}
     for field, (kind, code) in wanted.items():
         if (kind, code) not in found:
             raise Invalid(f"unknown holder {kind}:{code}", field=field)
     return {field: found[key] for field, key in wanted.items()}
+
+
+def _held(session: Session, dialect: str, parameters: dict[str, Any]) -> list[Holder]:
+    """The holders `_by_refs` finds, as the session's own: the instance it holds already, else
+    one made from the row as a query would have loaded it (ORM loading cost twice the query
+    itself; holders are never updated). A unit's home depot comes from the session when it is
+    there (a unit's movements name its depot too), else loads when asked for."""
+    made, held = [], []
+    for row in rows_of(session, _by_refs(dialect), parameters):
+        values = dict(zip(_ATTRIBUTES, row, strict=True))
+        holder = _in_session(session, values["id"])
+        if holder is None:
+            holder = Holder(**values)
+            make_transient_to_detached(holder)
+            session.add(holder)
+            made.append(holder)
+        held.append(holder)
+    for holder in made:
+        if holder.home_depot_id is not None:
+            home = _in_session(session, holder.home_depot_id)
+            if home is not None:
+                set_committed_value(holder, "home_depot", home)
+    return held
+
+
+def _in_session(session: Session, holder_id: int) -> Holder | None:
+    return cast(Holder | None, session.identity_map.get(Session.identity_key(Holder, holder_id)))
 
 
 def lookup(session: Session, ref: str) -> Holder:
