@@ -384,9 +384,13 @@ def _sound_through(
     """The last record (seq, hash) through which the records after `after` are proven sound in
     SQL. Batches are judged `workers` at a time on connections that share the session's snapshot
     (hashing is CPU-bound in the database, which then uses more than one core); `progress` is
-    told how many records each batch proved."""
+    told how many records each batch proved. The records are cut into a multiple of `workers`
+    equal batches of at most `batch`, so no worker is left with a short last batch while the
+    other idles."""
     last = upto if upto is not None else session.scalar(select(func.max(_RECORDS.c.seq))) or 0
-    starts = range(after[0], last, batch)
+    rounds = -(-(last - after[0]) // (batch * workers))
+    size = -(-(last - after[0]) // (rounds * workers)) if rounds > 0 else batch
+    starts = range(after[0], last, size)
     if not starts:
         return after
     snapshot = str(session.scalar(text("SELECT pg_export_snapshot()")))
@@ -396,7 +400,7 @@ def _sound_through(
 
     def judge(start: int) -> int:
         """The last seq of the batch after `start` proven sound."""
-        end = min(start + batch, last)
+        end = min(start + size, last)
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
             start_hash = after[1] if start == after[0] else conn.scalar(_hash_at, {"seq": start})
@@ -415,7 +419,7 @@ def _sound_through(
             through = future.result()
             if progress is not None:
                 progress(through - start)
-            if through < min(start + batch, last):
+            if through < min(start + size, last):
                 for rest in judged:
                     rest.cancel()
                 break
