@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from inventory import create_app
 from inventory.cli import main
 from inventory.db.engine import make_engine, make_session_factory
 from inventory.db.models import AuditRecord
-from inventory.domain.actors import operator
+from inventory.domain.actors import Actor, Role, operator
 from inventory.domain.audit_chain import Verdict, canonical_bytes, chain_hash
 from inventory.services import audit_log, checkpoints, reference, tokens
 from inventory.services.audit_log import timestamp
@@ -247,6 +248,20 @@ MUTATIONS: dict[str, tuple[Callable[[Connection], None], int, str]] = {
         10,
         "hash does not match the stored bytes (edited)",
     ),
+    # A body that says one thing where the columns are copied from and another after them: the
+    # parsed body's later key wins, so the copied column no longer matches what was hashed.
+    "add a second actor after the changes and re-hash": (
+        lambda c: replace_in_body(
+            c, 10, b',"client_request_id":', b',"actor":"mallory","client_request_id":'
+        ),
+        10,
+        "column actor differs from the hashed bytes (edited)",
+    ),
+    "end a body with a second subject instead of its token and re-hash": (
+        lambda c: replace_in_body(c, 11, b',"token_id":null}', b',"subject": "depot:X"}'),
+        11,
+        "column subject differs from the hashed bytes (edited)",
+    ),
     "forge a re-hashed tail": (
         lambda c: (edit_byte(c, 6), rehash_from(c, 6)),
         7,
@@ -399,3 +414,50 @@ def test_postgresql_proves_a_sound_log_in_sql_and_walks_only_past_trouble(
         edit_byte(conn, 10)
     assert log.verify().first_bad_seq == 10
     assert walked == [10]  # the walk starts where SQL found trouble and names it
+
+
+AWKWARD = 'a "quote", a \\ backslash, a\nnewline, a\ttab, a bell \x07, é, 日本, 🙂'
+
+
+def test_postgresql_proves_records_with_awkward_values_in_sql(
+    log: Log, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every character JSON must escape, and some it must not, in every column and free value:
+    the statement writes the columns as the canonical bytes do and proves the records without
+    the walk. A record whose changes hold the client_request_id key after another key cannot be
+    cut apart by the statement (it fails on that batch); the walk takes it, and accepts it."""
+    if not log.url.startswith("postgresql"):
+        pytest.skip("SQLite has no SHA-256 in SQL: it walks every record")
+    walked: list[int] = []
+    stream = audit_log.stream
+
+    def counting_stream(*args: object, **kwargs: object) -> Iterator[object]:
+        for row in stream(*args, **kwargs):  # type: ignore[arg-type]
+            walked.append(row.seq)
+            yield row
+
+    monkeypatch.setattr(audit_log, "stream", counting_stream)
+
+    def append(changes: dict[str, object], **overrides: object) -> None:
+        record: dict[str, object] = {
+            "actor": Actor(name=f"clerk {AWKWARD}", role=Role.CLERK, token_id=uuid.uuid4()),
+            "request_id": 'r-"\\\n-é',
+            "now": datetime.now(UTC),
+            "action": 'test.awkward "\\',
+            "subject": f"depot:{AWKWARD}",
+            "changes": changes,
+            "client_request_id": f"c-{AWKWARD}",
+        }
+        session = log.sessions()
+        try:
+            audit_log.append(session, **{**record, **overrides})  # type: ignore[arg-type]
+            session.commit()
+        finally:
+            session.close()
+
+    append({"note": AWKWARD, "numbers": [1, -2.5, 1e300, None, True], "nested": {"": {}}})
+    append({"note": AWKWARD}, client_request_id=None, actor=operator(AWKWARD))
+    append({})
+    assert log.verify().ok and walked == []
+    append({"amount": 1, "client_request_id": "inside the changes, after another key"})
+    assert log.verify().ok and walked[-1] == 4  # the walk took the batch holding it

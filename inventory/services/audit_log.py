@@ -276,36 +276,84 @@ def _walk_from(
 
 # Every check of `verify_chain` but the pins and the head, on a range of records at once. A record
 # is sound only if it passes all of them, and a NULL anywhere counts as unsound, so the SQL can
-# only be stricter than the walk. The columns are held to the body by one containment, so the
-# body is parsed once. Bytes that are not UTF-8 JSON (or a prev_hash, equal to an unsound
-# record's hash, that is not hex) make the statement fail, and the walk then takes the batch.
+# only be stricter than the walk.
+#
+# The copied columns are held to the body without parsing it as a document (jsonb parsing and
+# containment were most of the statement's time): the body must be exactly
+#     opening ‖ changes [‖ ,"client_request_id": ‖ client] ‖ middle [‖ ,"token_id": ‖ token] ‖ }
+# where `opening` ({"action":…,"actor":…,"changes": after the format line) and `middle`
+# (,"recorded_at":… through …"subject":…) are written here from the columns, with to_json's
+# escaping, and each of the values the columns do not hold (changes, client, token) is one valid
+# JSON value on its own. Then the body is one JSON object with exactly those keys, each once, and
+# its copied fields are the columns: a value that is complete by itself ends where the next key
+# begins, so no key can hide in it or after it. That is the layout `canonical_parts` writes (keys
+# sorted; bodies from before client_request_id and token_id lack them); a body laid out any other
+# way is left to the walk. A free value that is not UTF-8 JSON (or a prev_hash, equal to an unsound
+# record's hash, that is not hex) makes the statement fail, and the walk then takes the batch.
 _SOUNDNESS = text(
     """
 WITH linked AS (
     SELECT seq, :after + row_number() OVER w AS expected,
-        coalesce(lag(hash) OVER w, :after_hash) AS previous_hash,
-        prev_hash, hash, body, actor, role, action, subject, request_id, recorded_at
+        coalesce(lag(hash) OVER w, :after_hash) AS previous_hash, prev_hash, hash, body,
+        :format || convert_to('{"action":' || to_json(action) || ',"actor":' || to_json(actor)
+            || ',"changes":', 'UTF8') AS opening,
+        convert_to(',"recorded_at":"' || to_char(recorded_at AT TIME ZONE 'UTC',
+                'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+            || '","request_id":' || to_json(request_id) || ',"role":' || to_json(role)
+            || ',"seq":' || seq || ',"subject":' || to_json(subject), 'UTF8') AS middle
     FROM audit_records
     WHERE seq > :after AND seq <= :upto
     WINDOW w AS (ORDER BY seq)
+), opened AS (
+    SELECT expected, seq, previous_hash, prev_hash, hash, body, middle,
+        CASE WHEN substring(body FOR length(opening)) = opening
+            THEN substring(body FROM length(opening) + 1) END AS rest
+    FROM linked
+    OFFSET 0
+), located AS (
+    SELECT expected, seq, previous_hash, prev_hash, hash, body, rest,
+        length(middle) AS middle_length, nullif(position(middle IN rest), 0) AS middle_at,
+        position(:client_key IN rest) AS client_at
+    FROM opened
+    OFFSET 0
+), cut AS (
+    SELECT expected, seq, previous_hash, prev_hash, hash, body,
+        substring(rest FOR CASE WHEN 0 < client_at AND client_at < middle_at
+            THEN client_at ELSE middle_at END - 1) AS changes,
+        CASE WHEN 0 < client_at AND client_at < middle_at THEN substring(rest
+            FROM client_at + length(:client_key) FOR middle_at - client_at - length(:client_key))
+            END AS client,
+        substring(rest FROM middle_at + middle_length) AS tail
+    FROM located
+    OFFSET 0
 ), judged AS (
-    SELECT expected, coalesce(
-        seq = expected
+    SELECT expected, CASE WHEN seq = expected
         AND prev_hash = previous_hash
         AND hash = CASE WHEN prev_hash = previous_hash
             THEN encode(sha256(decode(prev_hash, 'hex') || body), 'hex') END
-        AND CASE WHEN substring(body FROM 1 FOR :format_length) = :format
-            THEN convert_from(substring(body FROM :format_length + 1), 'UTF8')::jsonb END
-            @> jsonb_build_object(
-                'seq', seq, 'actor', actor, 'role', role, 'action', action, 'subject', subject,
-                'request_id', request_id, 'recorded_at', to_char(
-                    recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')),
-        false) AS sound
-    FROM linked
+        AND (tail = :closing OR (length(tail) > length(:token_key || :closing)
+            AND substring(tail FOR length(:token_key)) = :token_key
+            AND substring(tail FROM length(tail)) = :closing))
+        THEN convert_from(changes, 'UTF8')::json IS NOT NULL
+            AND (client IS NULL OR convert_from(client, 'UTF8')::json IS NOT NULL)
+            AND (tail = :closing OR convert_from(substring(tail FROM length(:token_key) + 1
+                FOR length(tail) - length(:token_key || :closing)), 'UTF8')::json IS NOT NULL)
+        ELSE false END AS sound
+    FROM cut
 )
 SELECT count(*), min(expected) FILTER (WHERE NOT sound) FROM judged
 """
-).bindparams(bindparam("format", value=FORMAT, type_=LargeBinary()), format_length=len(FORMAT))
+).bindparams(
+    *(
+        bindparam(name, value=value, type_=LargeBinary())
+        for name, value in (
+            ("format", FORMAT),
+            ("client_key", b',"client_request_id":'),
+            ("token_key", b',"token_id":'),
+            ("closing", b"}"),
+        )
+    )
+)
 
 
 def _sound_through(
@@ -319,9 +367,13 @@ def _sound_through(
     """The last record (seq, hash) through which the records after `after` are proven sound in
     SQL. Batches are judged `workers` at a time on connections that share the session's snapshot
     (hashing is CPU-bound in the database, which then uses more than one core); `progress` is
-    told how many records each batch proved."""
+    told how many records each batch proved. The records are cut into a multiple of `workers`
+    equal batches of at most `batch`, so no worker is left with a short last batch while the
+    other idles."""
     last = upto if upto is not None else session.scalar(select(func.max(_RECORDS.c.seq))) or 0
-    starts = range(after[0], last, batch)
+    rounds = -(-(last - after[0]) // (batch * workers))
+    size = -(-(last - after[0]) // (rounds * workers)) if rounds > 0 else batch
+    starts = range(after[0], last, size)
     if not starts:
         return after
     snapshot = str(session.scalar(text("SELECT pg_export_snapshot()")))
@@ -331,7 +383,7 @@ def _sound_through(
 
     def judge(start: int) -> int:
         """The last seq of the batch after `start` proven sound."""
-        end = min(start + batch, last)
+        end = min(start + size, last)
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
             conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
             start_hash = after[1] if start == after[0] else conn.scalar(_hash_at, {"seq": start})
@@ -350,7 +402,7 @@ def _sound_through(
             through = future.result()
             if progress is not None:
                 progress(through - start)
-            if through < min(start + batch, last):
+            if through < min(start + size, last):
                 for rest in judged:
                     rest.cancel()
                 break
