@@ -152,6 +152,9 @@ def record_verification(session: Session, depot: Holder, weapon_ids: Any, now: d
     before their verifications are written."""
     # Share-lock those holdings first, in id order as movements lock them: a movement taking one
     # out of the depot meanwhile would otherwise take it off the freshness row it had before.
+    # A statement of its own: locking in the read below, PostgreSQL would re-check a row a
+    # movement changed while we waited against the movement row it had already joined, and drop
+    # a weapon moved out and back in from the read while the upsert still verifies it.
     session.execute(
         in_store_among(select(WeaponHolding.weapon_id), depot, weapon_ids)
         .order_by(WeaponHolding.weapon_id)
