@@ -7,14 +7,16 @@ from the holdings it finds, and `ledger rebuild --check` finds a corrupted count
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from datetime import datetime
 from typing import Any
 
+import pytest
 from alembic import command
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from inventory.cli import main
 from inventory.clock import utcnow
@@ -223,3 +225,66 @@ def test_the_migration_fills_the_counters_from_the_holdings_it_finds(
         assert projection.check(session) == []
     finally:
         session.close()
+
+
+def test_a_movement_waiting_for_a_closing_stocktake_takes_its_weapon_off_the_new_freshness(
+    own_app: tuple[Flask, Api, str], backend: str, fresh_database_url: str
+) -> None:
+    """The close share-locks the counted holdings it makes fresh: an issue of one of them waits
+    for the close to commit and then takes the weapon off the freshness row the close put it in,
+    not the one it had before (which would leave both rows off by one)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time: nothing interleaves")
+    flask_app, api, _ = own_app
+    world = make_world(api)
+    serials = [unique("AK") for _ in range(3)]
+    assert world.receive(serials).status_code == 201
+    stocktake = post_ok(api, "/api/v1/stocktakes", {"depot": world.depot})["id"]
+    post_ok(
+        api, f"/api/v1/stocktakes/{stocktake}/counts", {"lines": [{"serial": s} for s in serials]}
+    )
+    engine = create_engine(fresh_database_url)
+    replies: dict[str, Any] = {}
+    try:
+        with engine.connect() as chain:  # holds the audit chain's head: the close waits to commit
+            chain.execute(text("SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE"))
+            closing = threading.Thread(
+                target=lambda: replies.update(
+                    close=api.post(f"/api/v1/stocktakes/{stocktake}/close")
+                )
+            )
+            closing.start()
+            _wait_until_blocked_on_locks(engine, 1)
+            issuing = threading.Thread(
+                target=lambda: replies.update(issue=world.issue(serials[:1]))
+            )
+            issuing.start()
+            _wait_until_blocked_on_locks(engine, 2)  # the issue waits for the counted weapon
+            chain.rollback()
+            closing.join(30)
+            issuing.join(30)
+    finally:
+        engine.dispose()
+    assert replies["close"].status_code == 200, replies["close"].get_json()
+    assert replies["issue"].status_code == 201, replies["issue"].get_json()
+    session = flask_app.extensions["inventory.sessions"]()
+    try:
+        assert projection.check(session) == []
+    finally:
+        session.close()
+
+
+def _wait_until_blocked_on_locks(engine: Engine, transactions: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting >= transactions:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {transactions} transactions ever waited for a lock")

@@ -22,9 +22,20 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, Table, and_, case, delete, func, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    case,
+    delete,
+    false,
+    func,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +50,8 @@ from ..db.models import (
 )
 from . import holders
 from .lines import BATCH
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 _COUNTS: Table = HolderWeaponCount.__table__  # type: ignore[assignment]
 _FRESHNESS: Table = InStoreFreshness.__table__  # type: ignore[assignment]
@@ -120,27 +133,41 @@ def record_movement(
     _add(session, _FRESHNESS, ("holder_id", "fresh_since"), freshness)
 
 
+def in_store_among(statement: _Query, depot: Holder, weapon_ids: Any) -> _Query:
+    """`statement` (over `weapon_holdings`) kept to `depot`'s holdings whose weapon is among
+    `weapon_ids` (a select of one column of ids, which may repeat).
+
+    An outer join filtered by a flag, not `IN`: PostgreSQL drives an `IN` from the ids when it
+    believes them few, and a count just posted has stale statistics (~100 rows estimated for
+    100,000), so it would read every counted weapon's holding by primary key. Kept an outer join,
+    the depot's holdings (read by holder) are matched against the ids in one hash."""
+    listed = weapon_ids.add_columns(true().label("listed")).distinct().subquery()
+    return statement.outerjoin(listed, list(listed.c)[0] == WeaponHolding.weapon_id).where(
+        WeaponHolding.holder_id == depot.id, func.coalesce(listed.c.listed, false())
+    )
+
+
 def record_verification(session: Session, depot: Holder, weapon_ids: Any, now: datetime) -> None:
     """Make the weapons in `depot`'s store among `weapon_ids` (a select of ids) fresh since `now`,
     before their verifications are written."""
-    here = and_(WeaponHolding.holder_id == depot.id, WeaponHolding.weapon_id.in_(weapon_ids))
     # Share-lock those holdings first, in id order as movements lock them: a movement taking one
     # out of the depot meanwhile would otherwise take it off the freshness row it had before.
+    # A statement of its own: locking in the read below, PostgreSQL would re-check a row a
+    # movement changed while we waited against the movement row it had already joined, and drop
+    # a weapon moved out and back in from the read while the upsert still verifies it.
     session.execute(
-        select(WeaponHolding.weapon_id)
-        .where(here)
+        in_store_among(select(WeaponHolding.weapon_id), depot, weapon_ids)
         .order_by(WeaponHolding.weapon_id)
-        .with_for_update(read=True)
+        .with_for_update(read=True, of=WeaponHolding)
     )
     since = fresh_since(Movement.recorded_at, WeaponVerification.verified_at)
-    rows = session.execute(
+    held = (
         select(since, func.count())
         .select_from(WeaponHolding)
         .join(Movement, Movement.seq == WeaponHolding.movement_seq)
         .outerjoin(WeaponVerification, WeaponVerification.weapon_id == WeaponHolding.weapon_id)
-        .where(here)
-        .group_by(since)
-    ).all()
+    )
+    rows = session.execute(in_store_among(held, depot, weapon_ids).group_by(since)).all()
     freshness: dict[tuple[int, datetime], int] = defaultdict(int)
     for moment, n in rows:
         freshness[(depot.id, moment)] -= n

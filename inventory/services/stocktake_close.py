@@ -113,22 +113,35 @@ def close_stocktake(uow: UnitOfWork, stocktake_id: uuid.UUID) -> StocktakeResult
     return result
 
 
-def _weapon_columns() -> tuple[Any, ...]:
-    return (Weapon.id, Weapon.serial, Weapon.manufacturer, ItemType.code)
+def _described(weapon_id: Any) -> tuple[Any, ...]:
+    """The serial, maker and item type of the weapon `weapon_id` names, as correlated subqueries:
+    looked up only for the weapons a query returns (one primary-key read each), never by joining
+    all the register's weapons, whatever the planner guesses of a count whose statistics lag."""
+    this = Weapon.id == weapon_id
+    return (
+        select(Weapon.serial).where(this).scalar_subquery(),
+        select(Weapon.manufacturer).where(this).scalar_subquery(),
+        select(ItemType.code)
+        .join(Weapon, Weapon.item_type_id == ItemType.id)
+        .where(this)
+        .scalar_subquery(),
+    )
 
 
 def _missing(session: Session, stocktake: Stocktake, depot: Holder) -> list[dict[str, Any]]:
     """Weapons the books place in the depot that no line of this stocktake counted."""
     count = aliased(StocktakeCount)
+    # From the depot's own holdings (by holder): the work grows with the depot, not the register.
+    serial, maker, item_type = _described(WeaponHolding.weapon_id)
     rows = session.execute(
-        select(*_weapon_columns())
-        .join(ItemType, ItemType.id == Weapon.item_type_id)
-        .join(WeaponHolding, WeaponHolding.weapon_id == Weapon.id)
+        select(WeaponHolding.weapon_id, serial, maker, item_type)
         .where(
             WeaponHolding.holder_id == depot.id,
-            ~exists().where(count.stocktake_id == stocktake.id, count.weapon_id == Weapon.id),
+            ~exists().where(
+                count.stocktake_id == stocktake.id, count.weapon_id == WeaponHolding.weapon_id
+            ),
         )
-        .order_by(Weapon.serial, Weapon.id)
+        .order_by(serial, WeaponHolding.weapon_id)
     )
     return [
         {"weapon_id": wid, "serial": serial, "manufacturer": maker, "item_type": item_type}
@@ -138,22 +151,29 @@ def _missing(session: Session, stocktake: Stocktake, depot: Holder) -> list[dict
 
 def _unexpected(session: Session, stocktake: Stocktake, depot: Holder) -> list[dict[str, Any]]:
     """Counted registered weapons the books place somewhere other than this depot."""
-    counted = (
+    here = aliased(WeaponHolding)
+    elsewhere = (
         select(StocktakeCount.weapon_id)
-        .where(StocktakeCount.stocktake_id == stocktake.id, StocktakeCount.weapon_id.is_not(None))
+        .where(
+            StocktakeCount.stocktake_id == stocktake.id,
+            StocktakeCount.weapon_id.is_not(None),
+            ~exists().where(here.weapon_id == StocktakeCount.weapon_id, here.holder_id == depot.id),
+        )
         .distinct()
         .subquery()
     )
+    # Every weapon has one holding (its primary key), so "not held here" is "held elsewhere".
+    books = (
+        select(Holder.kind + ":" + Holder.code)
+        .join(WeaponHolding, WeaponHolding.holder_id == Holder.id)
+        .where(WeaponHolding.weapon_id == elsewhere.c.weapon_id)
+        .scalar_subquery()
+    )
+    serial, maker, item_type = _described(elsewhere.c.weapon_id)
     rows = session.execute(
-        select(
-            Weapon.id, Weapon.serial, Weapon.manufacturer, ItemType.code, Holder.kind, Holder.code
+        select(elsewhere.c.weapon_id, serial, maker, item_type, books).order_by(
+            serial, elsewhere.c.weapon_id
         )
-        .join(counted, counted.c.weapon_id == Weapon.id)
-        .join(ItemType, ItemType.id == Weapon.item_type_id)
-        .join(WeaponHolding, WeaponHolding.weapon_id == Weapon.id)
-        .join(Holder, Holder.id == WeaponHolding.holder_id)
-        .where(WeaponHolding.holder_id != depot.id)
-        .order_by(Weapon.serial, Weapon.id)
     )
     return [
         {
@@ -161,9 +181,9 @@ def _unexpected(session: Session, stocktake: Stocktake, depot: Holder) -> list[d
             "serial": serial,
             "manufacturer": maker,
             "item_type": item_type,
-            "books": f"{kind}:{code}",
+            "books": books,
         }
-        for wid, serial, maker, item_type, kind, code in rows
+        for wid, serial, maker, item_type, books in rows
     ]
 
 
@@ -246,11 +266,15 @@ def _record_verifications(
     """Upsert "verified now" for every counted weapon the books place in the depot (one
     INSERT … SELECT … ON CONFLICT)."""
     session = uow.session
-    source = select(
-        WeaponHolding.weapon_id,
-        _bind(uow.now, WeaponVerification.verified_at),
-        _bind(stocktake.id, WeaponVerification.stocktake_id),
-    ).where(WeaponHolding.holder_id == depot.id, WeaponHolding.weapon_id.in_(counted_here))
+    source = holder_counts.in_store_among(
+        select(
+            WeaponHolding.weapon_id,
+            _bind(uow.now, WeaponVerification.verified_at),
+            _bind(stocktake.id, WeaponVerification.stocktake_id),
+        ),
+        depot,
+        counted_here,
+    )
     dialect = session.get_bind().dialect.name
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_VERIFICATIONS)
     statement = upsert.from_select(["weapon_id", "verified_at", "stocktake_id"], source)

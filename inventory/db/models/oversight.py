@@ -187,13 +187,16 @@ class StocktakeCount(Base):
 
 
 class WeaponVerification(Base):
-    """Projection: when each weapon was last physically counted, and by which stocktake."""
+    """Projection: when each weapon was last physically counted, and by which stocktake.
+
+    No foreign keys (migration 0012 says why): a stocktake close writes a depot's worth of these
+    at once, and PostgreSQL checks a foreign key row by row."""
 
     __tablename__ = "weapon_verifications"
 
-    weapon_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("weapons.id"), primary_key=True)
+    weapon_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     verified_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    stocktake_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("stocktakes.id"))
+    stocktake_id: Mapped[uuid.UUID] = mapped_column(Uuid)
 
 
 class OutboxEvent(Base):
