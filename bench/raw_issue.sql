@@ -2,7 +2,7 @@
 -- weapon's holding row, move the counters the accountability report reads (a weapon leaving a
 -- depot's store leaves its freshness row; one arriving joins the row for now), insert the
 -- movement and its line, update the holding, append the audit record under the chain head's
--- lock (as the audit_append function, migration 0014), commit. Client c drives its own
+-- lock (as the audit_append function, migration 0013), commit. Client c drives its own
 -- weapons of depot 1 + c % (depots - 1), as bench/load.py's wrk threads do over HTTP.
 -- Variables from pgbench -D: depots, big (weapons in depot D00).
 \set d 1 + :client_id % (:depots - 1)

@@ -128,7 +128,7 @@ def _record_parts(
 
 
 # One round trip instead of three: the head's lock is then held for as short a time as the
-# commit allows. The function (migration 0014) puts in the seq it assigns and computes the same
+# commit allows. The function (migration 0013) puts in the seq it assigns and computes the same
 # SHA-256 as `chain_hash`; being PL/pgSQL, its statement is planned once per connection.
 _APPEND = text(
     "SELECT audit_append(:before, :after, :recorded_at, :actor, :role, :action, :subject,"

@@ -5,7 +5,7 @@ the rows are written only by the close, from the depot's holdings (which referen
 the stocktake it has locked; weapons are never deleted (0004), and a stocktake that verified a
 weapon has counted it, so its stocktake_counts rows keep it from being deleted.
 
-Revision ID: 0012_stocktake_close
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-02 18:30:00.000000
 """
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012_stocktake_close"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

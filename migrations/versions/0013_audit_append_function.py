@@ -5,8 +5,8 @@ the server parsed and planned on every write; a PL/pgSQL function keeps its plan
 connection's life. The hash is the one audit_chain.chain_hash computes:
 sha256(prev_hash bytes || before || seq as text || after), hex.
 
-Revision ID: 0014
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-02 18:30:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0014"
-down_revision: str | None = "0011"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
