@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Engine, text
 
 from .conftest import Api, unique
 
@@ -98,3 +101,21 @@ def make_world(api: Api) -> World:
         == 201
     )
     return World(api, depot, other, unit, supplier, rifle, ammo, unique("ARSENAL"))
+
+
+def wait_until_blocked_on_locks(engine: Engine, transactions: int, what: str) -> None:
+    """Return once `transactions` transactions of the test database wait for a lock; fail
+    saying `what` never waited after 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        if waiting >= transactions:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{what} never waited for a lock")

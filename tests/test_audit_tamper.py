@@ -394,20 +394,26 @@ def test_cli_checkpoint_then_verify_against_it(log: Log, tmp_path: Path) -> None
     assert json.loads(result.stdout.strip().splitlines()[-1])["length"] == 5
 
 
-def test_postgresql_proves_a_sound_log_in_sql_and_walks_only_past_trouble(
-    log: Log, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not log.url.startswith("postgresql"):
-        pytest.skip("SQLite has no SHA-256 in SQL: it walks every record")
-    walked: list[int] = []
+@pytest.fixture
+def walked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The seqs of the records the Python walk reads (SQL proves the rest on PostgreSQL)."""
+    seqs: list[int] = []
     stream = audit_log.stream
 
     def counting_stream(*args: object, **kwargs: object) -> Iterator[object]:
         for row in stream(*args, **kwargs):  # type: ignore[arg-type]
-            walked.append(row.seq)
+            seqs.append(row.seq)
             yield row
 
     monkeypatch.setattr(audit_log, "stream", counting_stream)
+    return seqs
+
+
+def test_postgresql_proves_a_sound_log_in_sql_and_walks_only_past_trouble(
+    log: Log, walked: list[int]
+) -> None:
+    if not log.url.startswith("postgresql"):
+        pytest.skip("SQLite has no SHA-256 in SQL: it walks every record")
     standard_log(log)
     assert log.verify().ok and walked == []
     with log.tampering() as conn:
@@ -419,24 +425,13 @@ def test_postgresql_proves_a_sound_log_in_sql_and_walks_only_past_trouble(
 AWKWARD = 'a "quote", a \\ backslash, a\nnewline, a\ttab, a bell \x07, é, 日本, 🙂'
 
 
-def test_postgresql_proves_records_with_awkward_values_in_sql(
-    log: Log, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postgresql_proves_records_with_awkward_values_in_sql(log: Log, walked: list[int]) -> None:
     """Every character JSON must escape, and some it must not, in every column and free value:
     the statement writes the columns as the canonical bytes do and proves the records without
     the walk. A record whose changes hold the client_request_id key after another key cannot be
     cut apart by the statement (it fails on that batch); the walk takes it, and accepts it."""
     if not log.url.startswith("postgresql"):
         pytest.skip("SQLite has no SHA-256 in SQL: it walks every record")
-    walked: list[int] = []
-    stream = audit_log.stream
-
-    def counting_stream(*args: object, **kwargs: object) -> Iterator[object]:
-        for row in stream(*args, **kwargs):  # type: ignore[arg-type]
-            walked.append(row.seq)
-            yield row
-
-    monkeypatch.setattr(audit_log, "stream", counting_stream)
 
     def append(changes: dict[str, object], **overrides: object) -> None:
         record: dict[str, object] = {

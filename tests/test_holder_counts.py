@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
 from inventory.cli import main
 from inventory.clock import utcnow
@@ -25,7 +25,7 @@ from inventory.domain.actors import operator
 from inventory.services import projection, reports
 
 from .conftest import Api, unique
-from .ledger_helpers import World, ago, make_world
+from .ledger_helpers import World, ago, make_world, wait_until_blocked_on_locks
 
 
 def post_ok(api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -254,12 +254,13 @@ def test_a_movement_waiting_for_a_closing_stocktake_takes_its_weapon_off_the_new
                 )
             )
             closing.start()
-            _wait_until_blocked_on_locks(engine, 1)
+            wait_until_blocked_on_locks(engine, 1, "the close")
             issuing = threading.Thread(
                 target=lambda: replies.update(issue=world.issue(serials[:1]))
             )
             issuing.start()
-            _wait_until_blocked_on_locks(engine, 2)  # the issue waits for the counted weapon
+            # the issue waits for the counted weapon
+            wait_until_blocked_on_locks(engine, 2, "the issue")
             chain.rollback()
             closing.join(30)
             issuing.join(30)
@@ -272,19 +273,3 @@ def test_a_movement_waiting_for_a_closing_stocktake_takes_its_weapon_off_the_new
         assert projection.check(session) == []
     finally:
         session.close()
-
-
-def _wait_until_blocked_on_locks(engine: Engine, transactions: int) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            waiting = conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
-            )
-        if waiting >= transactions:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"fewer than {transactions} transactions ever waited for a lock")

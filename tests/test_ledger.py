@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from inventory.db.engine import make_engine, make_session_factory
 from inventory.services import projection
 
 from .conftest import Api, unique
-from .ledger_helpers import World, ago, make_world
+from .ledger_helpers import World, ago, make_world, wait_until_blocked_on_locks
 from .test_foundation import assert_problem
 
 
@@ -520,7 +519,7 @@ def test_a_movement_takes_its_seq_only_after_the_locks_it_waits_for(
             before = _last_movement_seq(engine)
             issuing = threading.Thread(target=lambda: replies.append(world.issue([serial])))
             issuing.start()
-            _wait_until_blocked_on_a_lock(engine)
+            wait_until_blocked_on_locks(engine, 1, "the movement")
             assert _last_movement_seq(engine) == before  # waiting, it has taken no seq
             holder.rollback()
             issuing.join(30)
@@ -533,19 +532,3 @@ def _last_movement_seq(engine: Engine) -> int:
     with engine.connect() as conn:
         name = conn.scalar(text("SELECT pg_get_serial_sequence('movements', 'seq')"))
         return int(conn.scalar(text(f"SELECT last_value FROM {name}")) or 0)
-
-
-def _wait_until_blocked_on_a_lock(engine: Engine) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            waiting = conn.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'"
-                )
-            )
-        if waiting:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the movement never waited for the weapon's lock")
