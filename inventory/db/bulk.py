@@ -10,6 +10,8 @@ from sqlalchemy import ColumnElement, Insert, Table, any_, bindparam, insert
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session
 
+from .engine import psycopg_of
+
 # Below this many rows an INSERT is cheaper: COPY costs extra round trips to start and end.
 COPY_FROM = 50
 
@@ -25,9 +27,7 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> N
         return
     columns = list(rows[0])
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+    with psycopg_of(session).cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[column] for column in columns])
 

@@ -94,6 +94,13 @@ def begin_write(session: Session) -> None:
     session.connection(execution_options={WRITE: True})
 
 
+def psycopg_of(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under the session's transaction (PostgreSQL only)."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
 def commit_with(session: Session, sql: str, parameters: dict[str, Any]) -> tuple[Any, ...]:
     """Run `sql` (a statement in the driver's own form that returns one row) and COMMIT in one
     round trip; the row. Then end the session's transaction, which has nothing left to commit.
@@ -104,8 +111,7 @@ def commit_with(session: Session, sql: str, parameters: dict[str, Any]) -> tuple
     ClientCursor): the server stops at the first error, so the COMMIT runs only if the
     statement succeeded. (psycopg's pipeline mode does the same in one round trip, but its
     client polled the socket in a loop while it waited, costing more CPU than it saved.)"""
-    driver = session.connection().connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
+    driver = psycopg_of(session)
     try:
         with psycopg.ClientCursor(driver) as cursor:
             cursor.execute(sql + ";\nCOMMIT", parameters)
@@ -131,10 +137,8 @@ def rows_of(session: Session, statement: Executable, parameters: dict[str, Any])
         name: _uuid_array(form.binds[name](value) if name in form.binds else value)
         for name, value in parameters.items()
     }
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
     try:
-        with driver.cursor() as cursor:
+        with psycopg_of(session).cursor() as cursor:
             cursor.execute(form.sql, bound)
             rows = cursor.fetchall()
     except psycopg.Error as error:
@@ -185,9 +189,7 @@ def reuse_plans(session: Session) -> None:
     than the one-weapon custom plans, so the server never switches to it. Measured on a
     single-weapon issue/return: a third less server CPU for its statements."""
     if session.get_bind().dialect.name == "postgresql":
-        driver = session.connection().connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        driver.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        psycopg_of(session).execute("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
 def continue_as_write(session: Session) -> None:
