@@ -61,31 +61,34 @@ def _by_refs(dialect: str) -> Select[Any]:
     return select(_HOLDERS).where(pair.in_(select(func.unnest(kinds), func.unnest(codes))))
 
 
+def _rows_by_refs(session: Session, pairs: list[tuple[str, str]]) -> list[Any]:
+    """The holders rows named by (kind, code) `pairs`, in one query."""
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        return rows_of(session, _by_refs(dialect), {"refs": pairs})
+    kinds, codes = [kind for kind, _ in pairs], [code for _, code in pairs]
+    return rows_of(session, _by_refs(dialect), {"kinds": kinds, "codes": codes})
+
+
 def resolve_many(session: Session, refs: dict[str, str]) -> dict[str, Holder]:
     """The holder each field's ref names, in one query (a movement's `from` and `to`), or a 422
     naming the first field, in order, whose ref is malformed or unknown."""
     wanted = {field: parse_ref(ref, field) for field, ref in refs.items()}
-    pairs = sorted(set(wanted.values()))
-    dialect = session.get_bind().dialect.name
-    parameters: dict[str, Any] = (
-        {"kinds": [kind for kind, _ in pairs], "codes": [code for _, code in pairs]}
-        if dialect == "postgresql"
-        else {"refs": pairs}
-    )
-    found = {(holder.kind, holder.code): holder for holder in _held(session, dialect, parameters)}
+    rows = _rows_by_refs(session, sorted(set(wanted.values())))
+    found = {(holder.kind, holder.code): holder for holder in _held(session, rows)}
     for field, (kind, code) in wanted.items():
         if (kind, code) not in found:
             raise Invalid(f"unknown holder {kind}:{code}", field=field)
     return {field: found[key] for field, key in wanted.items()}
 
 
-def _held(session: Session, dialect: str, parameters: dict[str, Any]) -> list[Holder]:
-    """The holders `_by_refs` finds, as the session's own: the instance it holds already, else
-    one made from the row as a query would have loaded it (ORM loading cost twice the query
-    itself; holders are never updated). A unit's home depot comes from the session when it is
-    there (a unit's movements name its depot too), else loads when asked for."""
+def _held(session: Session, rows: list[Any]) -> list[Holder]:
+    """The holders `rows` are, as the session's own: the instance it holds already, else one
+    made from the row as a query would have loaded it (ORM loading cost twice the query itself;
+    holders are never updated). A unit's home depot comes from the session when it is there (a
+    unit's movements name its depot too), else loads when asked for."""
     made, held = [], []
-    for row in rows_of(session, _by_refs(dialect), parameters):
+    for row in rows:
         values = dict(zip(_ATTRIBUTES, row, strict=True))
         holder = _in_session(session, values["id"])
         if holder is None:
